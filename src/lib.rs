@@ -1,0 +1,21 @@
+//! certassert gets OAuth 2.0 access tokens from Microsoft Entra ID with a certificate
+//! credential whose private key never leaves the hardware it lives in: a PKCS#11 HSM or
+//! smartcard, a TPM 2.0, or — as a fallback — a software key file.
+//!
+//! Layers, top to bottom (data never flows back up):
+//! [`assertion`] (client assertion JWTs) and [`inspect`] (lint any JWT against Entra's
+//! rules) sit on [`cert`] (X.509 load/build, thumbprints), which signs through the
+//! [`signer::Signer`] trait; [`keyref`] and [`secret`] parse what names a key and what
+//! unlocks it.
+
+pub mod assertion;
+pub mod cert;
+pub mod der;
+pub mod encoding;
+pub mod inspect;
+pub mod keyref;
+pub mod pem;
+pub mod secret;
+pub mod signer;
+
+pub use signer::{Algorithm, Signer};
