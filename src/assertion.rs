@@ -139,19 +139,31 @@ struct Claims<'a> {
     exp: i64,
 }
 
+impl Params<'_> {
+    /// Check everything that does not need the key, so bad arguments fail before a key
+    /// is opened (and before anyone is asked for a PIN or password).
+    ///
+    /// # Errors
+    /// Lifetime outside 1–3600 s, empty client id, or an audience that is not https
+    /// (or http to loopback).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.lifetime == 0 || self.lifetime > MAX_LIFETIME {
+            return Err(Error::Lifetime(self.lifetime));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(Error::ClientId);
+        }
+        check_url("the audience", self.audience)
+    }
+}
+
 /// Build and sign a client assertion. `chain[0]` is the certificate registered with
 /// the app (the caller has checked it against the key); the rest go into `x5c` only.
 ///
 /// # Errors
 /// Bad lifetime or client id, an algorithm the key does not offer, or a signing failure.
 pub fn build(signer: &dyn Signer, chain: &[Certificate], params: &Params<'_>, now: i64) -> Result<String, Error> {
-    if params.lifetime == 0 || params.lifetime > MAX_LIFETIME {
-        return Err(Error::Lifetime(params.lifetime));
-    }
-    if params.client_id.trim().is_empty() {
-        return Err(Error::ClientId);
-    }
-    check_url("the audience", params.audience)?;
+    params.validate()?;
     if !signer.algorithms().contains(&params.alg) {
         let offered: Vec<&str> = signer.algorithms().iter().map(|a| a.as_str()).collect();
         return Err(Error::Algorithm { alg: params.alg, offered: offered.join(", ") });

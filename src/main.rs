@@ -1,1 +1,7 @@
-fn main(){}
+//! The `certassert` command: parse arguments, call the library, print.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -96,7 +96,7 @@ pub enum Error {
     KeyTooLarge { path: PathBuf, bits: usize },
     #[error("{path}: wrong password ({detail})")]
     WrongPassword { path: PathBuf, detail: String },
-    #[error("{path}: {source}")]
+    #[error("{source}")]
     Secret { path: PathBuf, source: crate::secret::SecretError },
     #[error("{what} key references need the {feature} backend, which this build of certassert does not include; rebuild with --features {feature}")]
     BackendMissing { what: &'static str, feature: &'static str },

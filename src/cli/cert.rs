@@ -1,0 +1,209 @@
+//! `certassert cert create|csr|show|manifest`.
+
+use super::{print, write_new, KeyArg, Result};
+use certassert::cert::{self, Certificate};
+use certassert::encoding::{rfc3339, unix_now};
+use certassert::Algorithm;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Create a self-signed certificate for the key (signed inside the key's backend)
+    #[command(after_help = "Examples:\n  certassert cert create --key app.key.pem --subject \"CN=my-app,O=Contoso\" --out app.cert.pem\n  certassert cert create --key app.key.pem --subject CN=my-app --days 730 --alg PS256 --out app.cert.pem\n\nUpload the certificate (not the key) under App registrations > Certificates & secrets,\nor print a manifest entry with: certassert cert manifest --cert app.cert.pem")]
+    Create(CreateArgs),
+    /// Create a PKCS#10 certificate signing request for the key, to have a CA sign it
+    #[command(after_help = "Example:\n  certassert cert csr --key app.key.pem --subject CN=my-app --out app.csr")]
+    Csr(CsrArgs),
+    /// Show a certificate: the portal's hex thumbprint, x5t, x5t#S256, validity, key usage
+    #[command(after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key file:app.pfx?password-source=env:PFX_PASS\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together")]
+    Show(ShowArgs),
+    /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph
+    #[command(after_help = "Example:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\"")]
+    Manifest(ManifestArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// Subject, e.g. "CN=my-app,O=Contoso" (RFC 4514) or "/O=Contoso/CN=my-app"
+    #[arg(long)]
+    subject: String,
+    /// Days of validity from now
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Write the PEM certificate here (never overwrites without --force); default: stdout
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Signature algorithm of the certificate itself
+    #[arg(long, default_value = "RS256", value_parser = parse_alg)]
+    alg: Algorithm,
+    /// Also store the certificate beside its key in the token (pkcs11:, piv:)
+    #[arg(long)]
+    store: bool,
+    /// Replace an existing --out file
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct CsrArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// Subject, e.g. "CN=my-app,O=Contoso"
+    #[arg(long)]
+    subject: String,
+    /// Write the PEM request here (never overwrites without --force); default: stdout
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Signature algorithm of the request
+    #[arg(long, default_value = "RS256", value_parser = parse_alg)]
+    alg: Algorithm,
+    /// Replace an existing --out file
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// Certificate file (PEM or DER) [env: CERTASSERT_CERT]
+    #[arg(long, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ManifestArgs {
+    /// Certificate file (PEM or DER) [env: CERTASSERT_CERT]
+    #[arg(long, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    /// displayName of the credential (default: the certificate's subject)
+    #[arg(long)]
+    display_name: Option<String>,
+}
+
+pub fn parse_alg(s: &str) -> std::result::Result<Algorithm, String> {
+    s.parse()
+}
+
+pub fn run(cmd: CertCommand) -> Result<ExitCode> {
+    match cmd {
+        CertCommand::Create(args) => create(&args),
+        CertCommand::Csr(args) => csr(&args),
+        CertCommand::Show(args) => show(&args),
+        CertCommand::Manifest(args) => manifest(&args),
+    }
+}
+
+fn create(args: &CreateArgs) -> Result<ExitCode> {
+    let keyref = args.key.keyref()?;
+    let signer = certassert::signer::open(&keyref)?;
+    if args.store {
+        return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file, use --out".into());
+    }
+    let cert = cert::create_self_signed(signer.as_ref(), args.alg, &args.subject, args.days, unix_now())?;
+    emit(args.out.as_ref(), cert.to_pem().as_bytes(), args.force)?;
+    eprintln!(
+        "created {} valid until {}\n  thumbprint {} (as the portal shows it)\n  x5t        {}\nnext: upload {} under App registrations > Certificates & secrets, or: certassert cert manifest --cert …",
+        cert.subject(),
+        rfc3339(cert.not_after()),
+        cert.thumbprint_hex(),
+        cert.x5t(),
+        args.out.as_ref().map_or("the certificate".to_string(), |p| p.display().to_string()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csr(args: &CsrArgs) -> Result<ExitCode> {
+    let signer = args.key.open()?;
+    let der = cert::create_csr(signer.as_ref(), args.alg, &args.subject)?;
+    emit(args.out.as_ref(), certassert::pem::encode("CERTIFICATE REQUEST", &der).as_bytes(), args.force)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(out: Option<&PathBuf>, pem: &[u8], force: bool) -> Result<()> {
+    match out {
+        Some(path) => write_new(path, pem, 0o644, Some(force)),
+        None => Ok(print(std::str::from_utf8(pem).expect("PEM is ASCII"))?),
+    }
+}
+
+fn load_cert(path: Option<&PathBuf>) -> Result<Vec<Certificate>> {
+    let from_env = super::env("CERTASSERT_CERT").map(PathBuf::from);
+    match path.or(from_env.as_ref()) {
+        Some(p) => Ok(Certificate::load_chain(p)?),
+        None => Err("no certificate: pass --cert PATH (or set CERTASSERT_CERT)".into()),
+    }
+}
+
+fn show(args: &ShowArgs) -> Result<ExitCode> {
+    let now = unix_now();
+    let have_key = args.key.key.is_some() || super::env("CERTASSERT_KEY").is_some();
+    let (chain, paired) = if have_key {
+        let signer = args.key.open()?;
+        let chain = match (&args.cert, signer.certificate_der()) {
+            (None, Some(der)) => vec![Certificate::from_der(der.to_vec())?],
+            (None, None) if super::env("CERTASSERT_CERT").is_none() => {
+                return Err("no certificate is stored with this key; pass --cert PATH".into())
+            }
+            _ => load_cert(args.cert.as_ref())?,
+        };
+        chain[0].check_key(signer.as_ref())?;
+        (chain, true)
+    } else {
+        (load_cert(args.cert.as_ref())?, false)
+    };
+    let c = &chain[0];
+    let validity = match c.check_validity(now) {
+        Ok(()) => format!("valid, {} days left", (c.not_after() - now) / 86_400),
+        Err(e) => e.to_string(),
+    };
+    let key_usage = c.key_usage().map_or_else(|| "(no extension: any)".to_string(), |ku| ku.join(", "));
+    let key = c.rsa_bits().map_or_else(|| "not RSA — Entra ID accepts RSA only".to_string(), |b| format!("RSA {b}"));
+    if args.json {
+        let v = serde_json::json!({
+            "subject": c.subject(), "issuer": c.issuer(), "serial": c.serial_hex(),
+            "not_before": rfc3339(c.not_before()), "not_after": rfc3339(c.not_after()),
+            "valid": c.check_validity(now).is_ok(), "key": key, "key_usage": c.key_usage(),
+            "ca": c.is_ca(), "thumbprint_sha1": c.thumbprint_hex(), "x5t": c.x5t(), "x5t#S256": c.x5t_s256(),
+            "key_matches": if paired { Some(true) } else { None }, "chain_length": chain.len(),
+        });
+        print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let issuer = if c.is_self_issued() { format!("{} (self-signed)", c.issuer()) } else { c.issuer() };
+    let mut text = format!(
+        "subject     {}\nissuer      {issuer}\nserial      {}\nnot before  {}\nnot after   {}  ({validity})\nkey         {key}{}\nkey usage   {key_usage}{}\n\
+         thumbprint  {}   hex SHA-1, as the Azure portal shows it\nx5t         {}   JWT header for RS256 (base64url of the SHA-1 bytes)\nx5t#S256    {}   JWT header for PS256\n",
+        c.subject(),
+        c.serial_hex(),
+        rfc3339(c.not_before()),
+        rfc3339(c.not_after()),
+        if paired { "  (matches the key)" } else { "" },
+        if c.is_ca() { "\nbasic       CA:true (a CA certificate; Entra expects the app's own certificate)" } else { "" },
+        c.thumbprint_hex(),
+        c.x5t(),
+        c.x5t_s256(),
+    );
+    if chain.len() > 1 {
+        text.push_str(&format!("chain       {} more certificate(s) after the leaf\n", chain.len() - 1));
+    }
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn manifest(args: &ManifestArgs) -> Result<ExitCode> {
+    let chain = load_cert(args.cert.as_ref())?;
+    let entry = chain[0].manifest_entry(args.display_name.as_deref());
+    if let Err(e) = chain[0].check_validity(unix_now()) {
+        super::warn(&e.to_string());
+    }
+    print(&format!("{}\n", serde_json::to_string_pretty(&entry)?))?;
+    Ok(ExitCode::SUCCESS)
+}

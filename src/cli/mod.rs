@@ -1,0 +1,203 @@
+//! Command-line front end. Each subcommand lives in its own file; this module holds the
+//! argument tree, the shared `--key`/`--cert` resolution, and the edge where errors
+//! become one `error:` line (with its cause chain) and a non-zero exit.
+
+mod assertion;
+mod cert;
+mod inspect;
+mod key;
+
+use certassert::cert::Certificate;
+use certassert::keyref::KeyRef;
+use certassert::signer::{self, Signer};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const ABOUT: &str = "Client assertions and certificates for Microsoft Entra ID, signed by a key that stays in its HSM, smartcard, TPM or key file";
+
+const LONG_ABOUT: &str = "\
+certassert signs the client assertion (RFC 7523 private_key_jwt) that Microsoft Entra ID
+accepts in place of a client secret, with the key wherever it lives, and gets the details
+right: x5t is base64url of the certificate's SHA-1 (not the portal's hex thumbprint),
+aud is the token endpoint, iss = sub = client id, and every assertion has a fresh jti.
+
+Key references (--key, env CERTASSERT_KEY):
+  /path/key.pem     PKCS#8 or PKCS#1, PEM or DER; a PEM may bundle key + certificate
+  file:/path/app.pfx?password-source=env:PFX_PASS
+                    encrypted PKCS#8 or PKCS#12 (.pfx/.p12); the password comes from
+                    env:VAR, file:PATH (mode 0600) or a no-echo prompt on a terminal
+  pkcs11:…  piv:9c  tpm:…
+                    hardware backends, in builds that include them
+
+Getting started:
+  certassert key generate --key app.key.pem
+  certassert cert create --key app.key.pem --subject CN=my-app --out app.cert.pem
+  certassert cert show --cert app.cert.pem      # the thumbprint the portal shows
+  certassert assertion --key app.key.pem --cert app.cert.pem --tenant T --client-id ID
+  certassert inspect - < assertion.jwt          # lint any hand-made assertion";
+
+#[derive(Parser)]
+#[command(name = "certassert", version, about = ABOUT, long_about = LONG_ABOUT, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create keys
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Create, inspect and register certificates
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Print a signed client assertion (one JWT line) for a token request
+    Assertion(assertion::AssertionArgs),
+    /// Decode a JWT and lint it against Entra ID's rules for client assertions
+    Inspect(inspect::InspectArgs),
+}
+
+/// `--key`, shared by every command that signs.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArg {
+    /// The key: a file path, file:PATH?password-source=…, pkcs11:…, piv:SLOT or tpm:…
+    /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH]
+    #[arg(long, value_name = "URI")]
+    pub key: Option<String>,
+}
+
+impl KeyArg {
+    /// The key reference from --key, CERTASSERT_KEY, or azure-identity's
+    /// AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD).
+    pub fn keyref(&self) -> Result<KeyRef> {
+        let text = match (&self.key, env("CERTASSERT_KEY"), env("AZURE_CLIENT_CERTIFICATE_PATH")) {
+            (Some(k), _, _) => k.clone(),
+            (None, Some(k), _) => k,
+            (None, None, Some(path)) => {
+                let mut keyref = KeyRef::File { path: path.into(), password: None };
+                if std::env::var_os("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some() {
+                    if let KeyRef::File { password, .. } = &mut keyref {
+                        *password = Some(certassert::secret::SecretSource::Env("AZURE_CLIENT_CERTIFICATE_PASSWORD".into()));
+                    }
+                }
+                return Ok(keyref);
+            }
+            (None, None, None) => {
+                return Err("no key given: pass --key PATH|URI (or set CERTASSERT_KEY); make one with: certassert key generate --key app.key.pem".into())
+            }
+        };
+        let keyref: KeyRef = text.parse()?;
+        for w in keyref.warnings() {
+            warn(&w);
+        }
+        Ok(keyref)
+    }
+
+    /// Open the key's signer.
+    pub fn open(&self) -> Result<Box<dyn Signer>> {
+        Ok(signer::open(&self.keyref()?)?)
+    }
+}
+
+/// Read a non-empty environment variable.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
+/// certificate stored with the key. The leaf is checked against the key before use.
+pub fn resolve_chain(cert: Option<&PathBuf>, signer: &dyn Signer, now: i64) -> Result<Vec<Certificate>> {
+    let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
+    let chain = match cert.or(from_env.as_ref()) {
+        Some(path) => Certificate::load_chain(path)?,
+        None => match signer.certificate_der() {
+            Some(der) => {
+                let mut chain = vec![Certificate::from_der(der.to_vec())?];
+                for extra in signer.chain_der() {
+                    chain.push(Certificate::from_der(extra.clone())?);
+                }
+                chain
+            }
+            None => {
+                return Err("no certificate: this key has none stored with it; pass --cert PATH (or set CERTASSERT_CERT) \
+                            — make one with: certassert cert create --key … --subject CN=my-app --out app.cert.pem"
+                    .into())
+            }
+        },
+    };
+    for w in chain[0].check_usable(signer, now)? {
+        warn(&w);
+    }
+    Ok(chain)
+}
+
+/// A warning on stderr.
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+/// Write to stdout; a closed pipe is reported to the caller as `BrokenPipe`.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Write a new file with `mode`. It must not exist yet, unless `force` is `Some(true)`;
+/// `None` means the command offers no `--force` (keys are never replaced).
+pub fn write_new(path: &std::path::Path, data: &[u8], mode: u32, force: Option<bool>) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(mode);
+    if force == Some(true) {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| -> Box<dyn std::error::Error> {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            let remedy = if force.is_some() { "choose another path, or pass --force to replace it" } else { "choose another path" };
+            format!("{} already exists; nothing was written ({remedy})", path.display()).into()
+        } else {
+            format!("cannot create {}: {e}", path.display()).into()
+        }
+    })?;
+    file.write_all(data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(cmd) => key::run(cmd),
+        Command::Cert(cmd) => cert::run(cmd),
+        Command::Assertion(args) => assertion::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
