@@ -18,7 +18,9 @@ pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 /// Why an assertion could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("--lifetime {0}: choose between 1 and {MAX_LIFETIME} seconds (default {DEFAULT_LIFETIME})")]
+    #[error(
+        "--lifetime {0}: choose between 1 and {MAX_LIFETIME} seconds (default {DEFAULT_LIFETIME})"
+    )]
     Lifetime(u64),
     #[error("--client-id is empty: give the application (client) ID of the app registration")]
     ClientId,
@@ -27,10 +29,16 @@ pub enum Error {
     #[error("--tenant {0}: a client assertion must name one tenant; \"common\", \"organizations\" and \"consumers\" give AADSTS700023 (audience does not match the realm)")]
     MultiTenant(String),
     #[error("{what} \"{url}\": {detail}")]
-    Url { what: &'static str, url: String, detail: String },
+    Url {
+        what: &'static str,
+        url: String,
+        detail: String,
+    },
     #[error("this key offers {offered}, not {alg}")]
     Algorithm { alg: Algorithm, offered: String },
-    #[error("no certificate for this key: pass --cert PATH (the certificate registered with the app)")]
+    #[error(
+        "no certificate for this key: pass --cert PATH (the certificate registered with the app)"
+    )]
     NoCertificate,
     #[error("signing the assertion failed: {0}")]
     Sign(#[from] crate::signer::Error),
@@ -50,12 +58,22 @@ pub enum EndpointVersion {
 /// # Errors
 /// [`Error::Url`] naming what is wrong.
 pub fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
-    let fail = |detail: &str| Error::Url { what, url: url.to_string(), detail: detail.to_string() };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| fail("not an absolute URL (expected https://host/…)"))?;
+    let fail = |detail: &str| Error::Url {
+        what,
+        url: url.to_string(),
+        detail: detail.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| fail("not an absolute URL (expected https://host/…)"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host_only = host.rsplit_once('@').map_or(host, |(_, h)| h);
     let hostname = if host_only.starts_with('[') {
-        host_only.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        host_only
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
         host_only.split(':').next().unwrap_or_default().to_string()
     };
@@ -65,7 +83,9 @@ pub fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
     match scheme.to_ascii_lowercase().as_str() {
         "https" => Ok(()),
         "http" if is_loopback(&hostname) => Ok(()),
-        "http" => Err(fail("plain http is allowed only to loopback (127.0.0.1, ::1, localhost); use https")),
+        "http" => Err(fail(
+            "plain http is allowed only to loopback (127.0.0.1, ::1, localhost); use https",
+        )),
         _ => Err(fail("the scheme must be https")),
     }
 }
@@ -73,14 +93,20 @@ pub fn check_url(what: &'static str, url: &str) -> Result<(), Error> {
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host == "[::1]"
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The token endpoint for `tenant` at `authority_host`.
 ///
 /// # Errors
 /// A bad host URL, an empty tenant, or a multi-tenant alias.
-pub fn token_endpoint(authority_host: &str, tenant: &str, version: EndpointVersion) -> Result<String, Error> {
+pub fn token_endpoint(
+    authority_host: &str,
+    tenant: &str,
+    version: EndpointVersion,
+) -> Result<String, Error> {
     check_url("--authority-host", authority_host)?;
     let tenant = tenant.trim();
     if tenant.is_empty() {
@@ -162,11 +188,19 @@ impl Params<'_> {
 ///
 /// # Errors
 /// Bad lifetime or client id, an algorithm the key does not offer, or a signing failure.
-pub fn build(signer: &dyn Signer, chain: &[Certificate], params: &Params<'_>, now: i64) -> Result<String, Error> {
+pub fn build(
+    signer: &dyn Signer,
+    chain: &[Certificate],
+    params: &Params<'_>,
+    now: i64,
+) -> Result<String, Error> {
     params.validate()?;
     if !signer.algorithms().contains(&params.alg) {
         let offered: Vec<&str> = signer.algorithms().iter().map(|a| a.as_str()).collect();
-        return Err(Error::Algorithm { alg: params.alg, offered: offered.join(", ") });
+        return Err(Error::Algorithm {
+            alg: params.alg,
+            offered: offered.join(", "),
+        });
     }
     let leaf = chain.first().ok_or(Error::NoCertificate)?;
     let header = Header {
@@ -174,7 +208,11 @@ pub fn build(signer: &dyn Signer, chain: &[Certificate], params: &Params<'_>, no
         typ: "JWT",
         x5t: (params.alg == Algorithm::Rs256).then(|| leaf.x5t()),
         x5t_s256: (params.alg == Algorithm::Ps256).then(|| leaf.x5t_s256()),
-        x5c: if params.x5c { chain.iter().map(|c| b64(c.der())).collect() } else { Vec::new() },
+        x5c: if params.x5c {
+            chain.iter().map(|c| b64(c.der())).collect()
+        } else {
+            Vec::new()
+        },
     };
     let claims = Claims {
         aud: params.audience,
@@ -198,9 +236,17 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let v2 = token_endpoint("https://login.microsoftonline.com/", "contoso.onmicrosoft.com", EndpointVersion::V2);
-        assert_eq!(v2.unwrap(), "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
-        let v1 = token_endpoint("https://login.microsoftonline.us", "t", EndpointVersion::V1).unwrap();
+        let v2 = token_endpoint(
+            "https://login.microsoftonline.com/",
+            "contoso.onmicrosoft.com",
+            EndpointVersion::V2,
+        );
+        assert_eq!(
+            v2.unwrap(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        let v1 =
+            token_endpoint("https://login.microsoftonline.us", "t", EndpointVersion::V1).unwrap();
         assert_eq!(v1, "https://login.microsoftonline.us/t/oauth2/token");
         assert!(token_endpoint("http://127.0.0.1:8080", "t", EndpointVersion::V2).is_ok());
         assert!(token_endpoint("http://[::1]:8080", "t", EndpointVersion::V2).is_ok());
@@ -208,14 +254,28 @@ mod tests {
 
     #[test]
     fn endpoint_errors() {
-        let e = token_endpoint("http://login.example.com", "t", EndpointVersion::V2).unwrap_err().to_string();
+        let e = token_endpoint("http://login.example.com", "t", EndpointVersion::V2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("loopback"), "{e}");
-        let e = token_endpoint("login.microsoftonline.com", "t", EndpointVersion::V2).unwrap_err().to_string();
+        let e = token_endpoint("login.microsoftonline.com", "t", EndpointVersion::V2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absolute URL"), "{e}");
-        let e = token_endpoint("https://login.microsoftonline.com", "common", EndpointVersion::V2).unwrap_err();
+        let e = token_endpoint(
+            "https://login.microsoftonline.com",
+            "common",
+            EndpointVersion::V2,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("AADSTS700023"), "{e}");
-        assert!(matches!(token_endpoint("https://h", " ", EndpointVersion::V2), Err(Error::Tenant)));
-        let e = token_endpoint("http://127.0.0.1.evil.com", "t", EndpointVersion::V2).unwrap_err().to_string();
+        assert!(matches!(
+            token_endpoint("https://h", " ", EndpointVersion::V2),
+            Err(Error::Tenant)
+        ));
+        let e = token_endpoint("http://127.0.0.1.evil.com", "t", EndpointVersion::V2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("loopback"), "{e}");
     }
 }

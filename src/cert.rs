@@ -12,9 +12,9 @@ use picky_asn1::wrapper::{
     BitStringAsn1, ExplicitContextTag0, ExplicitContextTag3, IntegerAsn1, PrintableStringAsn1,
 };
 use picky_asn1_x509::{
-    AlgorithmIdentifier, AttributeTypeAndValue, AttributeTypeAndValueParameters, DirectoryString, Extension,
-    Extensions, HashAlgorithm, KeyIdentifier, KeyUsage, Name, RsassaPssParams, SubjectPublicKeyInfo,
-    TbsCertificate, Validity, Version,
+    AlgorithmIdentifier, AttributeTypeAndValue, AttributeTypeAndValueParameters, DirectoryString,
+    Extension, Extensions, HashAlgorithm, KeyIdentifier, KeyUsage, Name, RsassaPssParams,
+    SubjectPublicKeyInfo, TbsCertificate, Validity, Version,
 };
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read certificate file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {detail}")]
     Parse { path: String, detail: String },
     #[error(
@@ -32,10 +35,18 @@ pub enum Error {
     )]
     KeyMismatch { thumbprint: String },
     #[error("the certificate (thumbprint {thumbprint}) expired on {not_after}; Entra ID refuses expired credentials: create a new certificate (certassert cert create) and upload it")]
-    Expired { thumbprint: String, not_after: String },
+    Expired {
+        thumbprint: String,
+        not_after: String,
+    },
     #[error("the certificate (thumbprint {thumbprint}) is not valid until {not_before}; check the system clock")]
-    NotYetValid { thumbprint: String, not_before: String },
-    #[error("the certificate holds a {kind} key: Entra ID accepts RSA certificate credentials only")]
+    NotYetValid {
+        thumbprint: String,
+        not_before: String,
+    },
+    #[error(
+        "the certificate holds a {kind} key: Entra ID accepts RSA certificate credentials only"
+    )]
     NotRsa { kind: String },
     #[error("--subject \"{subject}\": {detail}")]
     Subject { subject: String, detail: String },
@@ -44,7 +55,10 @@ pub enum Error {
     #[error("cannot encode the {what}: {detail}")]
     Encode { what: &'static str, detail: String },
     #[error("signing the {what} failed: {source}")]
-    Sign { what: &'static str, source: crate::signer::Error },
+    Sign {
+        what: &'static str,
+        source: crate::signer::Error,
+    },
 }
 
 /// A parsed X.509 certificate and its DER bytes.
@@ -56,7 +70,10 @@ pub struct Certificate {
 
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Certificate").field("subject", &self.subject()).field("sha1", &self.thumbprint_hex()).finish()
+        f.debug_struct("Certificate")
+            .field("subject", &self.subject())
+            .field("sha1", &self.thumbprint_hex())
+            .finish()
     }
 }
 
@@ -66,8 +83,10 @@ impl Certificate {
     /// # Errors
     /// The bytes are not an X.509 certificate.
     pub fn from_der(der: Vec<u8>) -> Result<Self, Error> {
-        let parsed = picky::x509::Cert::from_der(&der)
-            .map_err(|e| Error::Parse { path: "certificate".into(), detail: format!("not a valid X.509 certificate: {e}") })?;
+        let parsed = picky::x509::Cert::from_der(&der).map_err(|e| Error::Parse {
+            path: "certificate".into(),
+            detail: format!("not a valid X.509 certificate: {e}"),
+        })?;
         Ok(Self { der, parsed })
     }
 
@@ -77,8 +96,14 @@ impl Certificate {
     /// # Errors
     /// Unreadable file, no certificate in it, or a block that is not a certificate.
     pub fn load_chain(path: &Path) -> Result<Vec<Self>, Error> {
-        let data = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
-        let at = |detail: String| Error::Parse { path: path.display().to_string(), detail };
+        let data = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let at = |detail: String| Error::Parse {
+            path: path.display().to_string(),
+            detail,
+        };
         let ders = if pem::is_pem(&data) {
             let blocks = pem::parse(&data).map_err(at)?;
             let certs: Vec<Vec<u8>> = blocks
@@ -97,7 +122,11 @@ impl Certificate {
                 };
                 return Err(at(format!(
                     "no CERTIFICATE block in this PEM file (found: {}){hint}",
-                    if labels.is_empty() { "nothing".to_string() } else { labels.join(", ") }
+                    if labels.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        labels.join(", ")
+                    }
                 )));
             }
             certs
@@ -105,7 +134,9 @@ impl Certificate {
             vec![data]
         };
         ders.into_iter()
-            .map(|d| Self::from_der(d).map_err(|e| at(e.to_string().replacen("certificate: ", "", 1))))
+            .map(|d| {
+                Self::from_der(d).map_err(|e| at(e.to_string().replacen("certificate: ", "", 1)))
+            })
             .collect()
     }
 
@@ -121,7 +152,9 @@ impl Certificate {
 
     /// SHA-1 of the DER: the "thumbprint" Entra and Windows use.
     pub fn sha1(&self) -> Vec<u8> {
-        digest(&SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref().to_vec()
+        digest(&SHA1_FOR_LEGACY_USE_ONLY, &self.der)
+            .as_ref()
+            .to_vec()
     }
 
     /// The thumbprint as the Azure portal shows it: uppercase hex SHA-1.
@@ -176,26 +209,39 @@ impl Certificate {
 
     /// Key usage bits by name, or `None` when the extension is absent (any use allowed).
     pub fn key_usage(&self) -> Option<Vec<&'static str>> {
-        self.parsed.extensions().iter().find_map(|ext| match ext.extn_value() {
-            picky_asn1_x509::extension::ExtensionView::KeyUsage(ku) => {
-                let names = [
-                    (ku.digital_signature(), "digitalSignature"),
-                    (ku.content_commitment(), "nonRepudiation"),
-                    (ku.key_encipherment(), "keyEncipherment"),
-                    (ku.data_encipherment(), "dataEncipherment"),
-                    (ku.key_agreement(), "keyAgreement"),
-                    (ku.key_cert_sign(), "keyCertSign"),
-                    (ku.crl_sign(), "cRLSign"),
-                ];
-                Some(names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect())
-            }
-            _ => None,
-        })
+        self.parsed
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.extn_value() {
+                picky_asn1_x509::extension::ExtensionView::KeyUsage(ku) => {
+                    let names = [
+                        (ku.digital_signature(), "digitalSignature"),
+                        (ku.content_commitment(), "nonRepudiation"),
+                        (ku.key_encipherment(), "keyEncipherment"),
+                        (ku.data_encipherment(), "dataEncipherment"),
+                        (ku.key_agreement(), "keyAgreement"),
+                        (ku.key_cert_sign(), "keyCertSign"),
+                        (ku.crl_sign(), "cRLSign"),
+                    ];
+                    Some(
+                        names
+                            .iter()
+                            .filter(|(on, _)| *on)
+                            .map(|(_, n)| *n)
+                            .collect(),
+                    )
+                }
+                _ => None,
+            })
     }
 
     /// Whether basicConstraints says this is a CA certificate.
     pub fn is_ca(&self) -> bool {
-        self.parsed.basic_constraints().ok().and_then(|bc| bc.ca()).unwrap_or(false)
+        self.parsed
+            .basic_constraints()
+            .ok()
+            .and_then(|bc| bc.ca())
+            .unwrap_or(false)
     }
 
     /// Whether issuer equals subject (self-issued).
@@ -209,10 +255,16 @@ impl Certificate {
     /// [`Error::Expired`] or [`Error::NotYetValid`].
     pub fn check_validity(&self, now: i64) -> Result<(), Error> {
         if now > self.not_after() {
-            return Err(Error::Expired { thumbprint: self.thumbprint_hex(), not_after: rfc3339(self.not_after()) });
+            return Err(Error::Expired {
+                thumbprint: self.thumbprint_hex(),
+                not_after: rfc3339(self.not_after()),
+            });
         }
         if now < self.not_before() {
-            return Err(Error::NotYetValid { thumbprint: self.thumbprint_hex(), not_before: rfc3339(self.not_before()) });
+            return Err(Error::NotYetValid {
+                thumbprint: self.thumbprint_hex(),
+                not_before: rfc3339(self.not_before()),
+            });
         }
         Ok(())
     }
@@ -232,7 +284,9 @@ impl Certificate {
             return Err(Error::NotRsa { kind });
         }
         if ours != der::rsa_public_numbers(signer.public_key_der()) {
-            return Err(Error::KeyMismatch { thumbprint: self.thumbprint_hex() });
+            return Err(Error::KeyMismatch {
+                thumbprint: self.thumbprint_hex(),
+            });
         }
         Ok(())
     }
@@ -284,7 +338,11 @@ impl Certificate {
 }
 
 fn unix_of(d: &picky::x509::date::UtcDate) -> i64 {
-    days_from_civil(i64::from(d.year()), u32::from(d.month()), u32::from(d.day())) * 86_400
+    days_from_civil(
+        i64::from(d.year()),
+        u32::from(d.month()),
+        u32::from(d.day()),
+    ) * 86_400
         + i64::from(d.hour()) * 3600
         + i64::from(d.minute()) * 60
         + i64::from(d.second())
@@ -315,7 +373,10 @@ fn format_name(name: &Name) -> String {
                     continue;
                 }
             };
-            let escaped = value.replace('\\', "\\\\").replace(',', "\\,").replace('+', "\\+");
+            let escaped = value
+                .replace('\\', "\\\\")
+                .replace(',', "\\,")
+                .replace('+', "\\+");
             parts.push(format!("{key}={escaped}"));
         }
     }
@@ -329,7 +390,10 @@ fn format_name(name: &Name) -> String {
 /// Empty subject, a part without `=`, an unknown attribute, or a country that is not two
 /// letters.
 pub fn parse_subject(subject: &str) -> Result<Name, Error> {
-    let fail = |detail: String| Error::Subject { subject: subject.to_string(), detail };
+    let fail = |detail: String| Error::Subject {
+        subject: subject.to_string(),
+        detail,
+    };
     let trimmed = subject.trim();
     let mut parts: Vec<String> = if let Some(rest) = trimmed.strip_prefix('/') {
         rest.split('/').map(str::to_string).collect()
@@ -340,7 +404,9 @@ pub fn parse_subject(subject: &str) -> Result<Name, Error> {
     };
     parts.retain(|p| !p.trim().is_empty());
     if parts.is_empty() {
-        return Err(fail("the subject is empty; use e.g. --subject \"CN=my-app\"".into()));
+        return Err(fail(
+            "the subject is empty; use e.g. --subject \"CN=my-app\"".into(),
+        ));
     }
     let mut name = Name::new();
     for part in parts {
@@ -363,19 +429,27 @@ pub fn parse_subject(subject: &str) -> Result<Name, Error> {
             "GN" | "G" | "GIVENNAME" => A::GivenName,
             "SERIALNUMBER" => A::SerialNumber,
             "E" | "EMAIL" | "EMAILADDRESS" => {
-                name.add_email(picky_asn1::restricted_string::IA5String::from_string(value.clone()).map_err(|_| {
-                    fail(format!("e-mail address \"{value}\" must be ASCII"))
-                })?);
+                name.add_email(
+                    picky_asn1::restricted_string::IA5String::from_string(value.clone())
+                        .map_err(|_| fail(format!("e-mail address \"{value}\" must be ASCII")))?,
+                );
                 continue;
             }
             "C" => {
-                let printable = picky_asn1::restricted_string::PrintableString::from_string(value.clone())
-                    .ok()
-                    .filter(|_| value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic()))
-                    .ok_or_else(|| fail(format!("country \"{value}\" must be a two-letter code such as US")))?;
-                let atv = AttributeTypeAndValue::new_country_name(DirectoryString::PrintableString(
-                    PrintableStringAsn1::from(printable),
-                ));
+                let printable =
+                    picky_asn1::restricted_string::PrintableString::from_string(value.clone())
+                        .ok()
+                        .filter(|_| {
+                            value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic())
+                        })
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "country \"{value}\" must be a two-letter code such as US"
+                            ))
+                        })?;
+                let atv = AttributeTypeAndValue::new_country_name(
+                    DirectoryString::PrintableString(PrintableStringAsn1::from(printable)),
+                );
                 name.0 .0.push(picky_asn1::wrapper::Asn1SetOf(vec![atv]));
                 continue;
             }
@@ -410,17 +484,24 @@ fn split_unescaped(s: &str) -> Vec<String> {
 fn signature_algorithm(alg: Algorithm) -> AlgorithmIdentifier {
     match alg {
         Algorithm::Rs256 => AlgorithmIdentifier::new_sha256_with_rsa_encryption(),
-        Algorithm::Ps256 => AlgorithmIdentifier::new_rsassa_pss(RsassaPssParams::new(HashAlgorithm::SHA256)),
+        Algorithm::Ps256 => {
+            AlgorithmIdentifier::new_rsassa_pss(RsassaPssParams::new(HashAlgorithm::SHA256))
+        }
     }
 }
 
 fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, Error> {
-    picky_asn1_der::to_vec(value).map_err(|e| Error::Encode { what, detail: e.to_string() })
+    picky_asn1_der::to_vec(value).map_err(|e| Error::Encode {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn signer_spki(signer: &dyn Signer) -> Result<SubjectPublicKeyInfo, Error> {
-    picky_asn1_der::from_bytes(signer.public_key_der())
-        .map_err(|e| Error::Encode { what: "public key", detail: e.to_string() })
+    picky_asn1_der::from_bytes(signer.public_key_der()).map_err(|e| Error::Encode {
+        what: "public key",
+        detail: e.to_string(),
+    })
 }
 
 /// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents.
@@ -435,14 +516,21 @@ fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
 
 fn asn1_time(unix: i64) -> Result<picky_asn1_x509::validity::Time, Error> {
     let (y, mo, d, h, mi, s) = crate::encoding::utc_parts(unix);
-    let bad = || Error::Encode { what: "validity", detail: format!("date {} is out of range", rfc3339(unix)) };
+    let bad = || Error::Encode {
+        what: "validity",
+        detail: format!("date {} is out of range", rfc3339(unix)),
+    };
     let y16 = u16::try_from(y).map_err(|_| bad())?;
     let (mo, d, h, mi, s) = (mo as u8, d as u8, h as u8, mi as u8, s as u8);
     // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
     if y < 2050 {
-        Ok(picky_asn1::date::UTCTime::new(y16, mo, d, h, mi, s).ok_or_else(bad)?.into())
+        Ok(picky_asn1::date::UTCTime::new(y16, mo, d, h, mi, s)
+            .ok_or_else(bad)?
+            .into())
     } else {
-        Ok(picky_asn1::date::GeneralizedTime::new(y16, mo, d, h, mi, s).ok_or_else(bad)?.into())
+        Ok(picky_asn1::date::GeneralizedTime::new(y16, mo, d, h, mi, s)
+            .ok_or_else(bad)?
+            .into())
     }
 }
 
@@ -482,17 +570,25 @@ pub fn create_self_signed(
         serial_number: IntegerAsn1::from_bytes_be_unsigned(serial.to_vec()),
         signature: signature_algorithm(alg),
         issuer: name.clone(),
-        validity: Validity { not_before: asn1_time(not_before)?, not_after: asn1_time(not_after)? },
+        validity: Validity {
+            not_before: asn1_time(not_before)?,
+            not_after: asn1_time(not_after)?,
+        },
         subject: name,
         subject_public_key_info: spki,
         extensions: ExplicitContextTag3(extensions),
     };
     let tbs_der = encode("certificate", &tbs)?;
-    let signature = signer.sign(alg, &tbs_der).map_err(|source| Error::Sign { what: "certificate", source })?;
+    let signature = signer.sign(alg, &tbs_der).map_err(|source| Error::Sign {
+        what: "certificate",
+        source,
+    })?;
     let cert = picky_asn1_x509::Certificate {
         tbs_certificate: tbs,
         signature_algorithm: signature_algorithm(alg),
-        signature_value: BitStringAsn1::from(picky_asn1::bit_string::BitString::with_bytes(signature)),
+        signature_value: BitStringAsn1::from(picky_asn1::bit_string::BitString::with_bytes(
+            signature,
+        )),
     };
     Certificate::from_der(encode("certificate", &cert)?)
 }
@@ -510,7 +606,10 @@ pub fn create_csr(signer: &dyn Signer, alg: Algorithm, subject: &str) -> Result<
         attributes: picky_asn1_x509::certification_request::OpenSslAttributes(Default::default()),
     };
     let info_der = encode("certificate request", &info)?;
-    let signature = signer.sign(alg, &info_der).map_err(|source| Error::Sign { what: "certificate request", source })?;
+    let signature = signer.sign(alg, &info_der).map_err(|source| Error::Sign {
+        what: "certificate request",
+        source,
+    })?;
     let csr = CertificationRequest {
         certification_request_info: info,
         signature_algorithm: signature_algorithm(alg),

@@ -32,14 +32,20 @@ pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
         return None;
     }
     let header = input.len() - rest.len();
-    let tlv = Tlv { tag, value: &rest[..len], raw: &input[..header + len] };
+    let tlv = Tlv {
+        tag,
+        value: &rest[..len],
+        raw: &input[..header + len],
+    };
     Some((tlv, &rest[len..]))
 }
 
@@ -129,14 +135,20 @@ mod tests {
     fn long_and_short_lengths() {
         let short = [0x04, 0x02, 0xaa, 0xbb, 0xff];
         let (tlv, rest) = read(&short).unwrap();
-        assert_eq!((tlv.tag, tlv.value, rest), (OCTET_STRING, &[0xaa, 0xbb][..], &[0xff][..]));
+        assert_eq!(
+            (tlv.tag, tlv.value, rest),
+            (OCTET_STRING, &[0xaa, 0xbb][..], &[0xff][..])
+        );
         let mut long = vec![0x04, 0x82, 0x01, 0x00];
         long.extend(std::iter::repeat_n(7u8, 256));
         let (tlv, rest) = read(&long).unwrap();
         assert_eq!(tlv.value.len(), 256);
         assert!(rest.is_empty());
         assert!(read(&[0x04, 0x05, 1, 2]).is_none(), "truncated value");
-        assert!(read(&[0x04, 0x80]).is_none(), "indefinite length is not DER");
+        assert!(
+            read(&[0x04, 0x80]).is_none(),
+            "indefinite length is not DER"
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Hex digits, uppercase (as the Azure portal shows thumbprints) or lowercase.
 pub fn hex(data: &[u8], upper: bool) -> String {
-    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
     let mut out = String::with_capacity(data.len() * 2);
     for b in data {
         out.push(digits[usize::from(b >> 4)] as char);
@@ -65,7 +69,14 @@ pub fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b, false);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Seconds since the Unix epoch, now.
@@ -104,7 +115,14 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 pub fn utc_parts(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let s = unix.rem_euclid(86_400);
-    (y, m, d, (s / 3600) as u32, (s % 3600 / 60) as u32, (s % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (s / 3600) as u32,
+        (s % 3600 / 60) as u32,
+        (s % 60) as u32,
+    )
 }
 
 /// RFC 3339 / ISO 8601 UTC, e.g. `2026-11-23T13:16:00Z`.
@@ -127,9 +145,18 @@ mod tests {
 
     #[test]
     fn strict_base64url() {
-        assert_eq!(b64url_decode("hOBcHZi846VCHSJbFAs26Go9VTQ").unwrap().len(), 20);
-        assert!(b64url_decode("hOBcHZi846VCHSJbFAs26Go9VTQ=").is_none(), "padding refused");
-        assert!(b64url_decode("hOBc+Zi846VCHSJbFAs26Go9VTQ").is_none(), "standard alphabet refused");
+        assert_eq!(
+            b64url_decode("hOBcHZi846VCHSJbFAs26Go9VTQ").unwrap().len(),
+            20
+        );
+        assert!(
+            b64url_decode("hOBcHZi846VCHSJbFAs26Go9VTQ=").is_none(),
+            "padding refused"
+        );
+        assert!(
+            b64url_decode("hOBc+Zi846VCHSJbFAs26Go9VTQ").is_none(),
+            "standard alphabet refused"
+        );
         assert!(b64url_decode("hOBc HZi846VCHSJbFAs26Go9VTQ").is_none());
     }
 

@@ -61,7 +61,9 @@ pub struct Expect<'a> {
 /// Why a string could not even be decoded as a JWT.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("not a compact JWT: expected three base64url parts separated by dots, found {0} part(s)")]
+    #[error(
+        "not a compact JWT: expected three base64url parts separated by dots, found {0} part(s)"
+    )]
     Parts(usize),
     #[error("the JWT {0} is not valid base64url (RFC 7515 requires the URL-safe alphabet without padding)")]
     Base64(&'static str),
@@ -96,20 +98,32 @@ pub fn inspect(jwt: &str, expect: &Expect<'_>) -> Result<Report, Error> {
     lint.jti(&claims);
     if let (Some(cert), Some(alg)) = (expect.cert, alg) {
         let signing_input = &jwt[..parts[0].len() + 1 + parts[1].len()];
-        if let Err(e) = crate::signer::verify(cert.spki_der(), alg, signing_input.as_bytes(), &signature) {
+        if let Err(e) =
+            crate::signer::verify(cert.spki_der(), alg, signing_input.as_bytes(), &signature)
+        {
             lint.error(700027, format!("{e} (certificate {}): Entra answers \"Client assertion contains an invalid signature\"", cert.thumbprint_hex()));
         }
     }
     lint.findings.sort_by_key(|f| f.severity);
-    Ok(Report { header: Value::Object(header), claims: Value::Object(claims), findings: lint.findings })
+    Ok(Report {
+        header: Value::Object(header),
+        claims: Value::Object(claims),
+        findings: lint.findings,
+    })
 }
 
 fn decode_json(part: &str, name: &'static str) -> Result<Map<String, Value>, Error> {
     let bytes = b64url_decode(part).ok_or(Error::Base64(name))?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Error::Json { part: name, detail: format!("found {}", kind(&other)) }),
-        Err(e) => Err(Error::Json { part: name, detail: e.to_string() }),
+        Ok(other) => Err(Error::Json {
+            part: name,
+            detail: format!("found {}", kind(&other)),
+        }),
+        Err(e) => Err(Error::Json {
+            part: name,
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -131,11 +145,19 @@ struct Lint {
 
 impl Lint {
     fn error(&mut self, code: u32, message: String) {
-        self.findings.push(Finding { severity: Severity::Error, aadsts: Some(code), message });
+        self.findings.push(Finding {
+            severity: Severity::Error,
+            aadsts: Some(code),
+            message,
+        });
     }
 
     fn warn(&mut self, message: String) {
-        self.findings.push(Finding { severity: Severity::Warning, aadsts: None, message });
+        self.findings.push(Finding {
+            severity: Severity::Warning,
+            aadsts: None,
+            message,
+        });
     }
 
     fn algorithm(&mut self, header: &Map<String, Value>) -> Option<Algorithm> {
@@ -145,11 +167,16 @@ impl Lint {
             Some(other) => {
                 let why = match other {
                     "none" => "an unsigned token is never accepted",
-                    a if a.starts_with("HS") => "an HMAC signature is for client secrets, not certificates",
+                    a if a.starts_with("HS") => {
+                        "an HMAC signature is for client secrets, not certificates"
+                    }
                     a if a.starts_with("ES") => "Entra ID accepts RSA certificate credentials only",
                     _ => "unsupported algorithm",
                 };
-                self.error(5002738, format!("alg \"{other}\": {why}; sign with RS256 (x5t) or PS256 (x5t#S256)"));
+                self.error(
+                    5002738,
+                    format!("alg \"{other}\": {why}; sign with RS256 (x5t) or PS256 (x5t#S256)"),
+                );
                 None
             }
             None => {
@@ -174,7 +201,10 @@ impl Lint {
                     || "add \"x5t\": base64url of the certificate's SHA-1 (certassert cert show prints it)".to_string(),
                     |c| format!("add \"x5t\": \"{}\" for this certificate", c.x5t()),
                 );
-                self.error(5002723, format!("no certificate thumbprint nor keyId in the header; {fix}"));
+                self.error(
+                    5002723,
+                    format!("no certificate thumbprint nor keyId in the header; {fix}"),
+                );
             }
         }
         if let Some(v) = x5t {
@@ -190,15 +220,26 @@ impl Lint {
     }
 
     /// Check one thumbprint header: base64url of exactly `len` raw digest bytes.
-    fn thumbprint(&mut self, name: &str, value: &Value, len: usize, expected: Option<(String, Vec<u8>)>) {
+    fn thumbprint(
+        &mut self,
+        name: &str,
+        value: &Value,
+        len: usize,
+        expected: Option<(String, Vec<u8>)>,
+    ) {
         let Some(text) = value.as_str() else {
-            self.error(700027, format!("{name} must be a string, found {}", kind(value)));
+            self.error(
+                700027,
+                format!("{name} must be a string, found {}", kind(value)),
+            );
             return;
         };
         let is_hex = |s: &str| s.len() == len * 2 && s.chars().all(|c| c.is_ascii_hexdigit());
         if is_hex(text) {
             let right = b64url(&hex_decode(text).unwrap_or_default());
-            let shown = b64url_decode(text).map(|b| hex(&b, false)).unwrap_or_else(|| text.to_string());
+            let shown = b64url_decode(text)
+                .map(|b| hex(&b, false))
+                .unwrap_or_else(|| text.to_string());
             self.error(
                 700027,
                 format!(
@@ -256,7 +297,9 @@ impl Lint {
         match header.get("typ").and_then(Value::as_str) {
             Some(t) if t.eq_ignore_ascii_case("JWT") => {}
             Some(t) => self.warn(format!("typ \"{t}\": client assertions use \"JWT\"")),
-            None => self.warn("the header has no typ; client assertions carry \"typ\": \"JWT\"".into()),
+            None => {
+                self.warn("the header has no typ; client assertions carry \"typ\": \"JWT\"".into())
+            }
         }
         if header.contains_key("crit") {
             self.error(50027, "the header has crit: verifiers that do not know the listed extensions must refuse the token".into());
@@ -276,24 +319,44 @@ impl Lint {
             }
             Some(Value::String(s)) => s.as_str(),
             Some(Value::Array(a)) => {
-                self.error(700023, format!("aud is an array of {} values; it must be one string: the token endpoint", a.len()));
+                self.error(
+                    700023,
+                    format!(
+                        "aud is an array of {} values; it must be one string: the token endpoint",
+                        a.len()
+                    ),
+                );
                 return;
             }
             Some(other) => {
-                self.error(700023, format!("aud must be a string, found {}", kind(other)));
+                self.error(
+                    700023,
+                    format!("aud must be a string, found {}", kind(other)),
+                );
                 return;
             }
         };
         if let Some(want) = expected {
             if aud != want {
-                self.error(700023, format!("aud \"{aud}\" is not the endpoint the assertion is posted to (\"{want}\")"));
+                self.error(
+                    700023,
+                    format!(
+                        "aud \"{aud}\" is not the endpoint the assertion is posted to (\"{want}\")"
+                    ),
+                );
             }
             return;
         }
         let lower = aud.to_ascii_lowercase();
         if !lower.starts_with("https://") {
-            self.error(700023, format!("aud \"{aud}\" is not an https token endpoint URL"));
-        } else if ["/common/", "/organizations/", "/consumers/"].iter().any(|t| lower.contains(t)) {
+            self.error(
+                700023,
+                format!("aud \"{aud}\" is not an https token endpoint URL"),
+            );
+        } else if ["/common/", "/organizations/", "/consumers/"]
+            .iter()
+            .any(|t| lower.contains(t))
+        {
             self.error(700023, format!("aud \"{aud}\" names a multi-tenant alias; use the tenant ID in the token URL and in aud"));
         } else if lower.starts_with("https://sts.windows.net/") {
             self.warn(format!(
@@ -309,8 +372,14 @@ impl Lint {
         let iss = claims.get("iss").and_then(Value::as_str);
         let sub = claims.get("sub").and_then(Value::as_str);
         match (iss, sub) {
-            (None, _) => self.error(700021, "no iss claim (string): set iss and sub to the application (client) ID".into()),
-            (_, None) => self.error(700021, "no sub claim (string): set iss and sub to the application (client) ID".into()),
+            (None, _) => self.error(
+                700021,
+                "no iss claim (string): set iss and sub to the application (client) ID".into(),
+            ),
+            (_, None) => self.error(
+                700021,
+                "no sub claim (string): set iss and sub to the application (client) ID".into(),
+            ),
             (Some(i), Some(s)) if i != s => {
                 self.error(700021, format!("iss \"{i}\" differs from sub \"{s}\": both must be the application (client) ID"));
             }
@@ -330,7 +399,10 @@ impl Lint {
         let mut time = |name: &str, required: bool| -> Option<i64> {
             match claims.get(name) {
                 None if required => {
-                    self.error(700024, format!("no {name} claim: set it as integer seconds since 1970"));
+                    self.error(
+                        700024,
+                        format!("no {name} claim: set it as integer seconds since 1970"),
+                    );
                     None
                 }
                 None => None,
@@ -341,7 +413,10 @@ impl Lint {
                     }
                     Some(t) => Some(t),
                     None => {
-                        self.error(700024, format!("{name} must be an integer NumericDate, found {v}"));
+                        self.error(
+                            700024,
+                            format!("{name} must be an integer NumericDate, found {v}"),
+                        );
                         None
                     }
                 },
@@ -352,18 +427,39 @@ impl Lint {
         let iat = time("iat", false);
         if let Some(exp) = exp {
             if exp + SKEW < now {
-                self.error(700024, format!("exp {} ({}) has passed: make a fresh assertion for every request", exp, rfc3339(exp)));
+                self.error(
+                    700024,
+                    format!(
+                        "exp {} ({}) has passed: make a fresh assertion for every request",
+                        exp,
+                        rfc3339(exp)
+                    ),
+                );
             }
         }
         if let Some(nbf) = nbf {
             if nbf - SKEW > now {
-                self.error(700024, format!("nbf {} ({}) is in the future: check the clock of the signing machine", nbf, rfc3339(nbf)));
+                self.error(
+                    700024,
+                    format!(
+                        "nbf {} ({}) is in the future: check the clock of the signing machine",
+                        nbf,
+                        rfc3339(nbf)
+                    ),
+                );
             }
         }
         let start = nbf.or(iat);
         if let (Some(start), Some(exp)) = (start, exp) {
             if exp <= start {
-                self.error(700024, format!("exp ({}) is not after nbf/iat ({}): the assertion is never valid", rfc3339(exp), rfc3339(start)));
+                self.error(
+                    700024,
+                    format!(
+                        "exp ({}) is not after nbf/iat ({}): the assertion is never valid",
+                        rfc3339(exp),
+                        rfc3339(start)
+                    ),
+                );
             } else if exp - start > 600 {
                 self.warn(format!(
                     "the assertion is valid for {} minutes; Entra advises 5–10 minutes after nbf, since anyone who sees it can replay it until exp",
@@ -385,7 +481,13 @@ impl Lint {
 fn is_guid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Human-readable report: header, claims (times annotated), then findings.
@@ -395,12 +497,20 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "header:\n{}", pretty(&report.header));
     let _ = writeln!(out, "claims:\n{}", pretty(&report.claims));
     for name in ["nbf", "iat", "exp"] {
-        if let Some(t) = report.claims.get(name).and_then(Value::as_i64).filter(|t| *t < 100_000_000_000) {
+        if let Some(t) = report
+            .claims
+            .get(name)
+            .and_then(Value::as_i64)
+            .filter(|t| *t < 100_000_000_000)
+        {
             let _ = writeln!(out, "  {name:<4} = {}", rfc3339(t));
         }
     }
     if report.findings.is_empty() {
-        let _ = writeln!(out, "\nok: no problems found for an Entra ID client assertion");
+        let _ = writeln!(
+            out,
+            "\nok: no problems found for an Entra ID client assertion"
+        );
         return out;
     }
     let _ = writeln!(out);
@@ -412,7 +522,11 @@ pub fn render(report: &Report) -> String {
         };
         let _ = writeln!(out, "{label}: {}", f.message);
     }
-    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
     let warnings = report.findings.len() - errors;
     let _ = writeln!(out, "\n{errors} error(s), {warnings} warning(s)");
     out
@@ -442,12 +556,26 @@ mod tests {
     }
 
     fn codes(h: Value, c: Value) -> Vec<Option<u32>> {
-        let r = inspect(&jwt(h, c), &Expect { now: NOW, ..Default::default() }).unwrap();
+        let r = inspect(
+            &jwt(h, c),
+            &Expect {
+                now: NOW,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         r.findings.iter().map(|f| f.aadsts).collect()
     }
 
     fn messages(h: Value, c: Value) -> String {
-        let r = inspect(&jwt(h, c), &Expect { now: NOW, ..Default::default() }).unwrap();
+        let r = inspect(
+            &jwt(h, c),
+            &Expect {
+                now: NOW,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         render(&r)
     }
 
@@ -463,7 +591,14 @@ mod tests {
         let h = json!({"alg": "RS256", "typ": "JWT"});
         let c = json!({"iss": CLIENT, "sub": CLIENT, "nbf": 1570803651, "exp": 1570807251, "iat": 1570803651,
                        "jti": "3BC87980310C490A62AA5F6343D4C55DF8EBBA85", "typ": "JWT"});
-        let r = inspect(&jwt(h, c), &Expect { now: 1570803700, ..Default::default() }).unwrap();
+        let r = inspect(
+            &jwt(h, c),
+            &Expect {
+                now: 1570803700,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let codes: Vec<_> = r.findings.iter().filter_map(|f| f.aadsts).collect();
         assert!(codes.contains(&5002723), "{codes:?}");
         assert!(codes.contains(&700023), "missing aud: {codes:?}");
@@ -487,7 +622,10 @@ mod tests {
         let text = messages(h, good_claims());
         assert!(text.contains("error AADSTS700027"), "{text}");
         assert!(text.contains("'62643165643263383337363130383338346565323733613138303161303766303862333164373234'"), "{text}");
-        assert!(text.contains(&b64url(&hex_decode(hex_text).unwrap())), "{text}");
+        assert!(
+            text.contains(&b64url(&hex_decode(hex_text).unwrap())),
+            "{text}"
+        );
     }
 
     #[test]
@@ -499,8 +637,13 @@ mod tests {
     #[test]
     fn audience_problems_give_700023() {
         let h = json!({"alg": "RS256", "typ": "JWT", "x5t": "hOBcHZi846VCHSJbFAs26Go9VTQ"});
-        for aud in [json!(["a", "b"]), json!(42), json!("https://graph.microsoft.com"),
-                    json!("https://login.microsoftonline.com/common/oauth2/v2.0/token"), json!("tokenendpoint")] {
+        for aud in [
+            json!(["a", "b"]),
+            json!(42),
+            json!("https://graph.microsoft.com"),
+            json!("https://login.microsoftonline.com/common/oauth2/v2.0/token"),
+            json!("tokenendpoint"),
+        ] {
             let mut c = good_claims();
             c["aud"] = aud.clone();
             assert_eq!(codes(h.clone(), c), vec![Some(700023)], "{aud}");
@@ -508,7 +651,15 @@ mod tests {
         let mut c = good_claims();
         c.as_object_mut().unwrap().remove("aud");
         assert_eq!(codes(h.clone(), c), vec![Some(700023)]);
-        let r = inspect(&jwt(h, good_claims()), &Expect { now: NOW, audience: Some("https://other/t/oauth2/v2.0/token"), ..Default::default() }).unwrap();
+        let r = inspect(
+            &jwt(h, good_claims()),
+            &Expect {
+                now: NOW,
+                audience: Some("https://other/t/oauth2/v2.0/token"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.findings.len(), 1);
     }
 
@@ -530,7 +681,11 @@ mod tests {
         let mut c = good_claims();
         c["exp"] = json!(NOW + 3600);
         let text = messages(h.clone(), c.clone());
-        assert_eq!(codes(h.clone(), c), vec![None], "long lifetime is a warning");
+        assert_eq!(
+            codes(h.clone(), c),
+            vec![None],
+            "long lifetime is a warning"
+        );
         assert!(text.contains("60 minutes"), "{text}");
 
         let mut c = good_claims();
@@ -553,9 +708,21 @@ mod tests {
 
     #[test]
     fn undecodable_input_is_an_error_not_a_panic() {
-        assert!(matches!(inspect("abc", &Expect::default()), Err(Error::Parts(1))));
-        assert!(matches!(inspect("a.b.c.d", &Expect::default()), Err(Error::Parts(4))));
-        assert!(matches!(inspect("@@.e30.", &Expect::default()), Err(Error::Base64("header"))));
-        assert!(matches!(inspect("W10.e30.", &Expect::default()), Err(Error::Json { part: "header", .. })));
+        assert!(matches!(
+            inspect("abc", &Expect::default()),
+            Err(Error::Parts(1))
+        ));
+        assert!(matches!(
+            inspect("a.b.c.d", &Expect::default()),
+            Err(Error::Parts(4))
+        ));
+        assert!(matches!(
+            inspect("@@.e30.", &Expect::default()),
+            Err(Error::Base64("header"))
+        ));
+        assert!(matches!(
+            inspect("W10.e30.", &Expect::default()),
+            Err(Error::Json { part: "header", .. })
+        ));
     }
 }

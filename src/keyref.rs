@@ -11,7 +11,10 @@ use std::path::PathBuf;
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeyRef {
     /// A software key file: PEM/DER PKCS#8, PKCS#1, encrypted PKCS#8, or PKCS#12.
-    File { path: PathBuf, password: Option<SecretSource> },
+    File {
+        path: PathBuf,
+        password: Option<SecretSource>,
+    },
     /// An RFC 7512 `pkcs11:` URI (kept whole; the PKCS#11 backend parses it).
     Pkcs11(String),
     /// A YubiKey PIV slot reference `piv:9c…`.
@@ -52,7 +55,10 @@ pub enum KeyRefError {
     #[error("in key reference file:{path}: {attr} is given twice")]
     Repeated { path: String, attr: String },
     #[error("in key reference file:{path}: password-source: {source}")]
-    BadSecretSource { path: String, source: crate::secret::SecretError },
+    BadSecretSource {
+        path: String,
+        source: crate::secret::SecretError,
+    },
     #[error("in key reference file:{path}: \"{text}\" is not valid percent-encoding")]
     BadPercent { path: String, text: String },
 }
@@ -80,7 +86,10 @@ impl std::str::FromStr for KeyRef {
             return Err(KeyRefError::UnknownScheme(s.to_string()));
         }
         // A plain path is taken literally: '?' and '%' are legal in file names.
-        Ok(Self::File { path: PathBuf::from(s), password: None })
+        Ok(Self::File {
+            path: PathBuf::from(s),
+            password: None,
+        })
     }
 }
 
@@ -90,7 +99,9 @@ fn has_scheme(s: &str) -> bool {
         Some((scheme, _)) => {
             scheme.len() > 1
                 && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         }
         None => false,
     }
@@ -102,30 +113,55 @@ fn parse_file_uri(rest: &str) -> Result<KeyRef, KeyRefError> {
         None => (rest, None),
     };
     // file:///abs/path and file://localhost/abs/path as well as file:/abs and file:rel
-    let path = path.strip_prefix("//localhost").or_else(|| path.strip_prefix("//")).unwrap_or(path);
-    let decoded = percent_decode(path)
-        .ok_or_else(|| KeyRefError::BadPercent { path: path.to_string(), text: path.to_string() })?;
+    let path = path
+        .strip_prefix("//localhost")
+        .or_else(|| path.strip_prefix("//"))
+        .unwrap_or(path);
+    let decoded = percent_decode(path).ok_or_else(|| KeyRefError::BadPercent {
+        path: path.to_string(),
+        text: path.to_string(),
+    })?;
     let path_text = String::from_utf8_lossy(&decoded).into_owned();
     let mut password = None;
-    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         let (attr, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value)
             .and_then(|v| String::from_utf8(v).ok())
-            .ok_or_else(|| KeyRefError::BadPercent { path: path_text.clone(), text: attr.to_string() })?;
-        let source = match attr {
-            "password-source" => value
-                .parse::<SecretSource>()
-                .map_err(|source| KeyRefError::BadSecretSource { path: path_text.clone(), source })?,
-            "password-value" => SecretSource::Value(value),
-            other => {
-                return Err(KeyRefError::UnknownAttribute { path: path_text, attr: other.to_string() });
-            }
-        };
+            .ok_or_else(|| KeyRefError::BadPercent {
+                path: path_text.clone(),
+                text: attr.to_string(),
+            })?;
+        let source =
+            match attr {
+                "password-source" => value.parse::<SecretSource>().map_err(|source| {
+                    KeyRefError::BadSecretSource {
+                        path: path_text.clone(),
+                        source,
+                    }
+                })?,
+                "password-value" => SecretSource::Value(value),
+                other => {
+                    return Err(KeyRefError::UnknownAttribute {
+                        path: path_text,
+                        attr: other.to_string(),
+                    });
+                }
+            };
         if password.replace(source).is_some() {
-            return Err(KeyRefError::Repeated { path: path_text, attr: "the password".into() });
+            return Err(KeyRefError::Repeated {
+                path: path_text,
+                attr: "the password".into(),
+            });
         }
     }
-    Ok(KeyRef::File { path: PathBuf::from(path_text), password })
+    Ok(KeyRef::File {
+        path: PathBuf::from(path_text),
+        password,
+    })
 }
 
 /// RFC 3986 percent-decoding; `None` on a malformed escape.
@@ -153,7 +189,9 @@ impl KeyRef {
         let literal = match self {
             Self::File { password, .. } => password.as_ref().is_some_and(SecretSource::is_literal),
             Self::Pkcs11(u) | Self::Piv(u) | Self::Tpm(u) => {
-                u.contains("pin-value=") || u.contains("password-value=") || u.contains("auth-value=")
+                u.contains("pin-value=")
+                    || u.contains("password-value=")
+                    || u.contains("auth-value=")
             }
         };
         if literal {
@@ -188,34 +226,64 @@ mod tests {
     fn plain_paths_are_literal() {
         assert_eq!(
             parse("/etc/app/key.pem").unwrap(),
-            KeyRef::File { path: "/etc/app/key.pem".into(), password: None }
+            KeyRef::File {
+                path: "/etc/app/key.pem".into(),
+                password: None
+            }
         );
-        assert_eq!(parse("weird?name%41.pem").unwrap(), KeyRef::File { path: "weird?name%41.pem".into(), password: None });
+        assert_eq!(
+            parse("weird?name%41.pem").unwrap(),
+            KeyRef::File {
+                path: "weird?name%41.pem".into(),
+                password: None
+            }
+        );
     }
 
     #[test]
     fn file_uris_with_password_sources() {
         assert_eq!(
             parse("file:/etc/app.pfx?password-source=env:PFX_PASS").unwrap(),
-            KeyRef::File { path: "/etc/app.pfx".into(), password: Some(SecretSource::Env("PFX_PASS".into())) }
+            KeyRef::File {
+                path: "/etc/app.pfx".into(),
+                password: Some(SecretSource::Env("PFX_PASS".into()))
+            }
         );
         assert_eq!(
             parse("file:///etc/my%20app.pfx").unwrap(),
-            KeyRef::File { path: "/etc/my app.pfx".into(), password: None }
+            KeyRef::File {
+                path: "/etc/my app.pfx".into(),
+                password: None
+            }
         );
         let k = parse("file:a.p12?password-value=s3cret").unwrap();
-        assert_eq!(k, KeyRef::File { path: "a.p12".into(), password: Some(SecretSource::Value("s3cret".into())) });
+        assert_eq!(
+            k,
+            KeyRef::File {
+                path: "a.p12".into(),
+                password: Some(SecretSource::Value("s3cret".into()))
+            }
+        );
         assert_eq!(k.warnings().len(), 1);
         assert!(!format!("{k:?}").contains("s3cret"));
     }
 
     #[test]
     fn errors_name_the_part_that_is_wrong() {
-        let e = parse("file:a.pfx?pin-source=env:X").unwrap_err().to_string();
+        let e = parse("file:a.pfx?pin-source=env:X")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown query attribute \"pin-source\""), "{e}");
-        let e = parse("file:a.pfx?password-source=hunter2").unwrap_err().to_string();
-        assert!(e.contains("password-source") && e.contains("env:VAR"), "{e}");
-        let e = parse("file:a.pfx?password-source=env:A&password-value=b").unwrap_err().to_string();
+        let e = parse("file:a.pfx?password-source=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("password-source") && e.contains("env:VAR"),
+            "{e}"
+        );
+        let e = parse("file:a.pfx?password-source=env:A&password-value=b")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("twice"), "{e}");
         let e = parse("pkcs12:foo").unwrap_err().to_string();
         assert!(e.contains("unknown scheme"), "{e}");

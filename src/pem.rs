@@ -15,7 +15,10 @@ pub struct Block {
 
 /// Whether `data` looks like PEM text rather than DER.
 pub fn is_pem(data: &[u8]) -> bool {
-    let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
+    let start = data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(data.len());
     data[start..].starts_with(b"-----BEGIN ") || contains(data, b"\n-----BEGIN ")
 }
 
@@ -34,7 +37,10 @@ pub fn parse(data: &[u8]) -> Result<Vec<Block>, String> {
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let line = line.trim();
-        let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         let end = format!("-----END {label}-----");
@@ -58,7 +64,11 @@ pub fn parse(data: &[u8]) -> Result<Vec<Block>, String> {
         }
         let der = crate::encoding::b64_decode(&body)
             .ok_or_else(|| format!("PEM block \"{label}\" is not valid base64"))?;
-        blocks.push(Block { label: label.to_string(), headers, der: Zeroizing::new(der) });
+        blocks.push(Block {
+            label: label.to_string(),
+            headers,
+            der: Zeroizing::new(der),
+        });
     }
     Ok(blocks)
 }
@@ -90,13 +100,20 @@ mod tests {
         assert_eq!(blocks.len(), 2);
         assert_eq!(blocks[0].label, "CERTIFICATE");
         assert_eq!(&blocks[0].der[..], &[1, 2, 3]);
-        assert_eq!(blocks[1].headers, vec!["Proc-Type: 4,ENCRYPTED", "DEK-Info: AES-128-CBC,00"]);
+        assert_eq!(
+            blocks[1].headers,
+            vec!["Proc-Type: 4,ENCRYPTED", "DEK-Info: AES-128-CBC,00"]
+        );
     }
 
     #[test]
     fn unterminated_and_bad_base64() {
-        assert!(parse(b"-----BEGIN X-----\nAAAA\n").unwrap_err().contains("no \"-----END X-----\""));
-        assert!(parse(b"-----BEGIN X-----\n!!!!\n-----END X-----\n").unwrap_err().contains("base64"));
+        assert!(parse(b"-----BEGIN X-----\nAAAA\n")
+            .unwrap_err()
+            .contains("no \"-----END X-----\""));
+        assert!(parse(b"-----BEGIN X-----\n!!!!\n-----END X-----\n")
+            .unwrap_err()
+            .contains("base64"));
         assert!(!is_pem(&[0x30, 0x82]));
     }
 }

@@ -63,13 +63,19 @@ pub enum SecretError {
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
     #[error("cannot read secret file {path}: {source}")]
-    FileRead { path: PathBuf, source: std::io::Error },
+    FileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("secret file {path} can be read or written by others (mode {mode:o}); run: chmod 600 {path}")]
     FileTooOpen { path: PathBuf, mode: u32 },
     #[error("no {what} was given and standard input is not a terminal to ask on; add {hint}")]
     NoTerminal { what: String, hint: String },
     #[error("reading the {what} from the terminal failed: {source}")]
-    Prompt { what: String, source: std::io::Error },
+    Prompt {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 impl std::str::FromStr for SecretSource {
@@ -112,7 +118,10 @@ impl SecretSource {
                 .map_err(|_| SecretError::EnvMissing(var.clone())),
             Self::File(path) => read_file(path),
             Self::Value(v) => Ok(Secret::new(v.clone())),
-            Self::Prompt => prompt(what, "?password-source=env:VAR or file:PATH to the key reference"),
+            Self::Prompt => prompt(
+                what,
+                "?password-source=env:VAR or file:PATH to the key reference",
+            ),
         }
     }
 
@@ -129,20 +138,32 @@ impl SecretSource {
 /// [`SecretError::NoTerminal`] when there is no terminal; the hint says what to add instead.
 pub fn prompt(what: &str, hint: &str) -> Result<Secret, SecretError> {
     if !std::io::stdin().is_terminal() {
-        return Err(SecretError::NoTerminal { what: what.to_string(), hint: hint.to_string() });
+        return Err(SecretError::NoTerminal {
+            what: what.to_string(),
+            hint: hint.to_string(),
+        });
     }
     rpassword::prompt_password(format!("Enter {what}: "))
         .map(Secret::new)
-        .map_err(|source| SecretError::Prompt { what: what.to_string(), source })
+        .map_err(|source| SecretError::Prompt {
+            what: what.to_string(),
+            source,
+        })
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let err = |source| SecretError::FileRead { path: path.to_path_buf(), source };
+    let err = |source| SecretError::FileRead {
+        path: path.to_path_buf(),
+        source,
+    };
     let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
     // Owner-only, or group-readable for a service group; never other-readable or group-writable.
     if mode & 0o027 != 0 {
-        return Err(SecretError::FileTooOpen { path: path.to_path_buf(), mode: mode & 0o777 });
+        return Err(SecretError::FileTooOpen {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
     }
     let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(err)?);
     let first_line_len = text.find(['\r', '\n']).unwrap_or(text.len());
@@ -157,10 +178,22 @@ mod tests {
 
     #[test]
     fn parse_sources() {
-        assert_eq!("env:PIN".parse::<SecretSource>().unwrap(), SecretSource::Env("PIN".into()));
-        assert_eq!("file:/run/pin".parse::<SecretSource>().unwrap(), SecretSource::File("/run/pin".into()));
-        assert_eq!("/run/pin".parse::<SecretSource>().unwrap(), SecretSource::File("/run/pin".into()));
-        assert_eq!("prompt".parse::<SecretSource>().unwrap(), SecretSource::Prompt);
+        assert_eq!(
+            "env:PIN".parse::<SecretSource>().unwrap(),
+            SecretSource::Env("PIN".into())
+        );
+        assert_eq!(
+            "file:/run/pin".parse::<SecretSource>().unwrap(),
+            SecretSource::File("/run/pin".into())
+        );
+        assert_eq!(
+            "/run/pin".parse::<SecretSource>().unwrap(),
+            SecretSource::File("/run/pin".into())
+        );
+        assert_eq!(
+            "prompt".parse::<SecretSource>().unwrap(),
+            SecretSource::Prompt
+        );
         for bad in ["env:", "hunter2", "file:", "pass:x"] {
             let err = bad.parse::<SecretSource>().unwrap_err().to_string();
             assert!(err.contains("env:VAR"), "{bad}: {err}");
@@ -179,19 +212,35 @@ mod tests {
         let path = dir.path().join("pin");
         std::fs::write(&path, "12345678\r\nsecond line\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(SecretSource::File(path.clone()).read("PIN").unwrap().expose(), "12345678");
+        assert_eq!(
+            SecretSource::File(path.clone())
+                .read("PIN")
+                .unwrap()
+                .expose(),
+            "12345678"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(SecretSource::File(path.clone()).read("PIN").is_ok(), "group-readable is a service pattern");
+        assert!(
+            SecretSource::File(path.clone()).read("PIN").is_ok(),
+            "group-readable is a service pattern"
+        );
         for mode in [0o644, 0o604, 0o660] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let err = SecretSource::File(path.clone()).read("PIN").unwrap_err().to_string();
+            let err = SecretSource::File(path.clone())
+                .read("PIN")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("chmod 600"), "{mode:o}: {err}");
         }
     }
 
     #[test]
     fn env_source_names_the_variable() {
-        let err = SecretSource::Env("CERTASSERT_TEST_UNSET_VAR".into()).read("PIN").unwrap_err();
-        assert!(err.to_string().contains("CERTASSERT_TEST_UNSET_VAR is not set"));
+        let err = SecretSource::Env("CERTASSERT_TEST_UNSET_VAR".into())
+            .read("PIN")
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("CERTASSERT_TEST_UNSET_VAR is not set"));
     }
 }

@@ -1,7 +1,9 @@
 //! `certassert assertion`: print one signed client assertion.
 
 use super::{env, print, resolve_chain, KeyArg, Result};
-use certassert::assertion::{self, EndpointVersion, Params, DEFAULT_AUTHORITY_HOST, DEFAULT_LIFETIME};
+use certassert::assertion::{
+    self, EndpointVersion, Params, DEFAULT_AUTHORITY_HOST, DEFAULT_LIFETIME,
+};
 use certassert::encoding::unix_now;
 use certassert::Algorithm;
 use clap::Args;
@@ -71,7 +73,13 @@ pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
             assertion::token_endpoint(&host, &tenant, EndpointVersion::V2)?
         }
     };
-    let params = Params { client_id: &client_id, audience: &audience, alg: args.alg, lifetime: args.lifetime, x5c: args.x5c };
+    let params = Params {
+        client_id: &client_id,
+        audience: &audience,
+        alg: args.alg,
+        lifetime: args.lifetime,
+        x5c: args.x5c,
+    };
     params.validate()?;
     let signer = args.key.open()?;
     let now = unix_now();

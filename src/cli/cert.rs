@@ -11,16 +11,24 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum CertCommand {
     /// Create a self-signed certificate for the key (signed inside the key's backend)
-    #[command(after_help = "Examples:\n  certassert cert create --key app.key.pem --subject \"CN=my-app,O=Contoso\" --out app.cert.pem\n  certassert cert create --key app.key.pem --subject CN=my-app --days 730 --alg PS256 --out app.cert.pem\n\nUpload the certificate (not the key) under App registrations > Certificates & secrets,\nor print a manifest entry with: certassert cert manifest --cert app.cert.pem")]
+    #[command(
+        after_help = "Examples:\n  certassert cert create --key app.key.pem --subject \"CN=my-app,O=Contoso\" --out app.cert.pem\n  certassert cert create --key app.key.pem --subject CN=my-app --days 730 --alg PS256 --out app.cert.pem\n\nUpload the certificate (not the key) under App registrations > Certificates & secrets,\nor print a manifest entry with: certassert cert manifest --cert app.cert.pem"
+    )]
     Create(CreateArgs),
     /// Create a PKCS#10 certificate signing request for the key, to have a CA sign it
-    #[command(after_help = "Example:\n  certassert cert csr --key app.key.pem --subject CN=my-app --out app.csr")]
+    #[command(
+        after_help = "Example:\n  certassert cert csr --key app.key.pem --subject CN=my-app --out app.csr"
+    )]
     Csr(CsrArgs),
     /// Show a certificate: the portal's hex thumbprint, x5t, x5t#S256, validity, key usage
-    #[command(after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key file:app.pfx?password-source=env:PFX_PASS\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together")]
+    #[command(
+        after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key file:app.pfx?password-source=env:PFX_PASS\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together"
+    )]
     Show(ShowArgs),
     /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph
-    #[command(after_help = "Example:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\"")]
+    #[command(
+        after_help = "Example:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\""
+    )]
     Manifest(ManifestArgs),
 }
 
@@ -107,7 +115,13 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
     if args.store {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file, use --out".into());
     }
-    let cert = cert::create_self_signed(signer.as_ref(), args.alg, &args.subject, args.days, unix_now())?;
+    let cert = cert::create_self_signed(
+        signer.as_ref(),
+        args.alg,
+        &args.subject,
+        args.days,
+        unix_now(),
+    )?;
     emit(args.out.as_ref(), cert.to_pem().as_bytes(), args.force)?;
     eprintln!(
         "created {} valid until {}\n  thumbprint {} (as the portal shows it)\n  x5t        {}\nnext: upload {} under App registrations > Certificates & secrets, or: certassert cert manifest --cert …",
@@ -123,7 +137,11 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
 fn csr(args: &CsrArgs) -> Result<ExitCode> {
     let signer = args.key.open()?;
     let der = cert::create_csr(signer.as_ref(), args.alg, &args.subject)?;
-    emit(args.out.as_ref(), certassert::pem::encode("CERTIFICATE REQUEST", &der).as_bytes(), args.force)?;
+    emit(
+        args.out.as_ref(),
+        certassert::pem::encode("CERTIFICATE REQUEST", &der).as_bytes(),
+        args.force,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,8 +182,13 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         Ok(()) => format!("valid, {} days left", (c.not_after() - now) / 86_400),
         Err(e) => e.to_string(),
     };
-    let key_usage = c.key_usage().map_or_else(|| "(no extension: any)".to_string(), |ku| ku.join(", "));
-    let key = c.rsa_bits().map_or_else(|| "not RSA — Entra ID accepts RSA only".to_string(), |b| format!("RSA {b}"));
+    let key_usage = c
+        .key_usage()
+        .map_or_else(|| "(no extension: any)".to_string(), |ku| ku.join(", "));
+    let key = c.rsa_bits().map_or_else(
+        || "not RSA — Entra ID accepts RSA only".to_string(),
+        |b| format!("RSA {b}"),
+    );
     if args.json {
         let v = serde_json::json!({
             "subject": c.subject(), "issuer": c.issuer(), "serial": c.serial_hex(),
@@ -177,7 +200,11 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let issuer = if c.is_self_issued() { format!("{} (self-signed)", c.issuer()) } else { c.issuer() };
+    let issuer = if c.is_self_issued() {
+        format!("{} (self-signed)", c.issuer())
+    } else {
+        c.issuer()
+    };
     let mut text = format!(
         "subject     {}\nissuer      {issuer}\nserial      {}\nnot before  {}\nnot after   {}  ({validity})\nkey         {key}{}\nkey usage   {key_usage}{}\n\
          thumbprint  {}   hex SHA-1, as the Azure portal shows it\nx5t         {}   JWT header for RS256 (base64url of the SHA-1 bytes)\nx5t#S256    {}   JWT header for PS256\n",
@@ -192,7 +219,10 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         c.x5t_s256(),
     );
     if chain.len() > 1 {
-        text.push_str(&format!("chain       {} more certificate(s) after the leaf\n", chain.len() - 1));
+        text.push_str(&format!(
+            "chain       {} more certificate(s) after the leaf\n",
+            chain.len() - 1
+        ));
     }
     print(&text)?;
     Ok(ExitCode::SUCCESS)

@@ -40,14 +40,20 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         Some(text) if text != "-" => text.to_string(),
         _ => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read the JWT from standard input: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read the JWT from standard input: {e}"))?;
             if text.trim().is_empty() {
                 return Err("no JWT given: pass it as an argument or on standard input".into());
             }
             text
         }
     };
-    let cert = args.cert.as_ref().map(|p| Certificate::load_chain(p)).transpose()?;
+    let cert = args
+        .cert
+        .as_ref()
+        .map(|p| Certificate::load_chain(p))
+        .transpose()?;
     let expect = Expect {
         now: unix_now(),
         cert: cert.as_ref().map(|c| &c[0]),
@@ -60,5 +66,9 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     } else {
         print(&render(&report))?;
     }
-    Ok(if report.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

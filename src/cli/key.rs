@@ -8,7 +8,9 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum KeyCommand {
     /// Generate an RSA key pair where --key says (a key file is written 0600 and never overwritten)
-    #[command(after_help = "Examples:\n  certassert key generate --key app.key.pem\n  certassert key generate --key app.key.pem --bits 3072")]
+    #[command(
+        after_help = "Examples:\n  certassert key generate --key app.key.pem\n  certassert key generate --key app.key.pem --bits 3072"
+    )]
     Generate(GenerateArgs),
 }
 
@@ -27,7 +29,9 @@ pub struct GenerateArgs {
 fn parse_bits(s: &str) -> std::result::Result<usize, String> {
     match s {
         "2048" | "3072" | "4096" => Ok(s.parse().expect("a listed number")),
-        _ => Err(format!("{s}: choose 2048, 3072 or 4096 (Entra ID requires at least 2048)")),
+        _ => Err(format!(
+            "{s}: choose 2048, 3072 or 4096 (Entra ID requires at least 2048)"
+        )),
     }
 }
 
@@ -35,16 +39,27 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
     let KeyCommand::Generate(args) = cmd;
     let keyref = args.key.keyref()?;
     let path = match &keyref {
-        KeyRef::File { path, password: None } => path.clone(),
-        KeyRef::File { password: Some(_), .. } => {
-            return Err("key generate writes an unencrypted PKCS#8 file protected by its mode (0600); \
+        KeyRef::File {
+            path,
+            password: None,
+        } => path.clone(),
+        KeyRef::File {
+            password: Some(_), ..
+        } => {
+            return Err(
+                "key generate writes an unencrypted PKCS#8 file protected by its mode (0600); \
                         drop the ?password-… part, or keep the key in hardware (pkcs11:, tpm:)"
-                .into())
+                    .into(),
+            )
         }
         other => {
             // Opening says which backend this build lacks.
             certassert::signer::open(other)?;
-            return Err(format!("generating {} keys is not supported by this build", other.backend()).into());
+            return Err(format!(
+                "generating {} keys is not supported by this build",
+                other.backend()
+            )
+            .into());
         }
     };
     if args.label.is_some() {

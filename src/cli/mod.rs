@@ -110,7 +110,11 @@ pub fn env(name: &str) -> Option<String> {
 
 /// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
 /// certificate stored with the key. The leaf is checked against the key before use.
-pub fn resolve_chain(cert: Option<&PathBuf>, signer: &dyn Signer, now: i64) -> Result<Vec<Certificate>> {
+pub fn resolve_chain(
+    cert: Option<&PathBuf>,
+    signer: &dyn Signer,
+    now: i64,
+) -> Result<Vec<Certificate>> {
     let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
     let chain = match cert.or(from_env.as_ref()) {
         Some(path) => Certificate::load_chain(path)?,
@@ -149,7 +153,12 @@ pub fn print(text: &str) -> std::io::Result<()> {
 
 /// Write a new file with `mode`. It must not exist yet, unless `force` is `Some(true)`;
 /// `None` means the command offers no `--force` (keys are never replaced).
-pub fn write_new(path: &std::path::Path, data: &[u8], mode: u32, force: Option<bool>) -> Result<()> {
+pub fn write_new(
+    path: &std::path::Path,
+    data: &[u8],
+    mode: u32,
+    force: Option<bool>,
+) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).mode(mode);
@@ -158,15 +167,26 @@ pub fn write_new(path: &std::path::Path, data: &[u8], mode: u32, force: Option<b
     } else {
         options.create_new(true);
     }
-    let mut file = options.open(path).map_err(|e| -> Box<dyn std::error::Error> {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            let remedy = if force.is_some() { "choose another path, or pass --force to replace it" } else { "choose another path" };
-            format!("{} already exists; nothing was written ({remedy})", path.display()).into()
-        } else {
-            format!("cannot create {}: {e}", path.display()).into()
-        }
-    })?;
-    file.write_all(data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                let remedy = if force.is_some() {
+                    "choose another path, or pass --force to replace it"
+                } else {
+                    "choose another path"
+                };
+                format!(
+                    "{} already exists; nothing was written ({remedy})",
+                    path.display()
+                )
+                .into()
+            } else {
+                format!("cannot create {}: {e}", path.display()).into()
+            }
+        })?;
+    file.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }
 
@@ -199,5 +219,6 @@ pub fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -43,9 +43,9 @@ impl std::str::FromStr for Algorithm {
         match s.to_ascii_uppercase().as_str() {
             "RS256" => Ok(Self::Rs256),
             "PS256" => Ok(Self::Ps256),
-            "ES256" | "ES384" | "ES512" => {
-                Err(format!("{s}: Entra ID accepts RSA certificate credentials only; use RS256 or PS256"))
-            }
+            "ES256" | "ES384" | "ES512" => Err(format!(
+                "{s}: Entra ID accepts RSA certificate credentials only; use RS256 or PS256"
+            )),
             _ => Err(format!("{s}: unsupported algorithm; use RS256 or PS256")),
         }
     }
@@ -85,7 +85,10 @@ pub trait Signer: fmt::Debug + Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read key file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {detail}")]
     Format { path: PathBuf, detail: String },
     #[error("{path} holds an {kind} key: Entra ID accepts RSA certificate credentials only; create an RSA key (certassert key generate --key new.pem)")]
@@ -97,13 +100,22 @@ pub enum Error {
     #[error("{path}: wrong password ({detail})")]
     WrongPassword { path: PathBuf, detail: String },
     #[error("{source}")]
-    Secret { path: PathBuf, source: crate::secret::SecretError },
+    Secret {
+        path: PathBuf,
+        source: crate::secret::SecretError,
+    },
     #[error("{what} key references need the {feature} backend, which this build of certassert does not include; rebuild with --features {feature}")]
-    BackendMissing { what: &'static str, feature: &'static str },
+    BackendMissing {
+        what: &'static str,
+        feature: &'static str,
+    },
     #[error("this key cannot sign {alg}")]
     AlgorithmUnavailable { alg: Algorithm },
     #[error("signing failed in the {backend} backend: {detail}")]
-    Sign { backend: &'static str, detail: String },
+    Sign {
+        backend: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     Generate(String),
 }
@@ -115,10 +127,22 @@ pub enum Error {
 /// or its backend is not part of this build.
 pub fn open(key: &KeyRef) -> Result<Box<dyn Signer>, Error> {
     match key {
-        KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file(path, password.as_ref())?)),
-        KeyRef::Pkcs11(_) => Err(Error::BackendMissing { what: "pkcs11:", feature: "pkcs11" }),
-        KeyRef::Piv(_) => Err(Error::BackendMissing { what: "piv:", feature: "pkcs11" }),
-        KeyRef::Tpm(_) => Err(Error::BackendMissing { what: "tpm:", feature: "tpm" }),
+        KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file(
+            path,
+            password.as_ref(),
+        )?)),
+        KeyRef::Pkcs11(_) => Err(Error::BackendMissing {
+            what: "pkcs11:",
+            feature: "pkcs11",
+        }),
+        KeyRef::Piv(_) => Err(Error::BackendMissing {
+            what: "piv:",
+            feature: "pkcs11",
+        }),
+        KeyRef::Tpm(_) => Err(Error::BackendMissing {
+            what: "tpm:",
+            feature: "tpm",
+        }),
     }
 }
 

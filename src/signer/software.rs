@@ -43,8 +43,16 @@ impl Signer for SoftwareSigner {
         };
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
-            .sign(encoding, &aws_lc_rs::rand::SystemRandom::new(), message, &mut signature)
-            .map_err(|_| Error::Sign { backend: "software", detail: "aws-lc-rs RSA signing failed".into() })?;
+            .sign(
+                encoding,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message,
+                &mut signature,
+            )
+            .map_err(|_| Error::Sign {
+                backend: "software",
+                detail: "aws-lc-rs RSA signing failed".into(),
+            })?;
         Ok(signature)
     }
 
@@ -76,8 +84,16 @@ impl SoftwareSigner {
     /// Unreadable file, unknown format, wrong password, a non-RSA key, or an RSA key
     /// outside 2048–8192 bits. Each message names the file and what to do.
     pub fn from_file(path: &Path, password: Option<&SecretSource>) -> Result<Self, Error> {
-        let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?);
-        Loader { path, password, asked: None }.load(&data)
+        let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?);
+        Loader {
+            path,
+            password,
+            asked: None,
+        }
+        .load(&data)
     }
 
     /// Build a signer from unencrypted PKCS#8 DER (used by key generation and tests).
@@ -86,7 +102,11 @@ impl SoftwareSigner {
     /// As [`SoftwareSigner::from_file`], for the in-memory key.
     pub fn from_pkcs8_der(pkcs8: &[u8]) -> Result<Self, Error> {
         let path = Path::new("<memory>");
-        finish(path, Plain::Pkcs8(Zeroizing::new(pkcs8.to_vec())), Vec::new())
+        finish(
+            path,
+            Plain::Pkcs8(Zeroizing::new(pkcs8.to_vec())),
+            Vec::new(),
+        )
     }
 }
 
@@ -99,7 +119,10 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn format(&self, detail: impl Into<String>) -> Error {
-        Error::Format { path: self.path.into(), detail: detail.into() }
+        Error::Format {
+            path: self.path.into(),
+            detail: detail.into(),
+        }
     }
 
     fn load(mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
@@ -117,11 +140,17 @@ impl Loader<'_> {
             // PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, ... }
             Some(t) if t.tag == der::INTEGER && t.value == [3] => self.load_pkcs12(data),
             // PrivateKeyInfo ::= SEQUENCE { version INTEGER (0|1), AlgorithmIdentifier, OCTET STRING }
-            Some(t) if t.tag == der::INTEGER && is_pkcs8(outer.value) => {
-                finish(self.path, Plain::Pkcs8(Zeroizing::new(data.to_vec())), Vec::new())
-            }
+            Some(t) if t.tag == der::INTEGER && is_pkcs8(outer.value) => finish(
+                self.path,
+                Plain::Pkcs8(Zeroizing::new(data.to_vec())),
+                Vec::new(),
+            ),
             // RSAPrivateKey ::= SEQUENCE { version INTEGER (0), modulus INTEGER, ... }
-            Some(t) if t.tag == der::INTEGER => finish(self.path, Plain::Pkcs1(Zeroizing::new(data.to_vec())), Vec::new()),
+            Some(t) if t.tag == der::INTEGER => finish(
+                self.path,
+                Plain::Pkcs1(Zeroizing::new(data.to_vec())),
+                Vec::new(),
+            ),
             // EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING }
             Some(t) if t.tag == der::SEQUENCE => {
                 let pkcs8 = self.decrypt_pkcs8(data)?;
@@ -148,7 +177,12 @@ impl Loader<'_> {
                 }
                 "RSA PRIVATE KEY" => Plain::Pkcs1(block.der),
                 "ENCRYPTED PRIVATE KEY" => Plain::Pkcs8(self.decrypt_pkcs8(&block.der)?),
-                "EC PRIVATE KEY" => return Err(Error::NotRsa { path: self.path.into(), kind: "EC".into() }),
+                "EC PRIVATE KEY" => {
+                    return Err(Error::NotRsa {
+                        path: self.path.into(),
+                        kind: "EC".into(),
+                    })
+                }
                 "OPENSSH PRIVATE KEY" => {
                     return Err(self.format(
                         "an OpenSSH private key; convert it with ssh-keygen -p -m PKCS8 -f FILE (RSA keys only)",
@@ -161,7 +195,9 @@ impl Loader<'_> {
                 _ => continue,
             };
             if key.replace(found).is_some() {
-                return Err(self.format("the file holds more than one private key; keep one key per file"));
+                return Err(
+                    self.format("the file holds more than one private key; keep one key per file")
+                );
             }
         }
         match key {
@@ -181,8 +217,10 @@ impl Loader<'_> {
         match self.password {
             Some(source) => {
                 let what = format!("password for {}", self.path.display());
-                let secret =
-                    source.read(&what).map_err(|source| Error::Secret { path: self.path.into(), source })?;
+                let secret = source.read(&what).map_err(|source| Error::Secret {
+                    path: self.path.into(),
+                    source,
+                })?;
                 Ok(vec![Some(secret)])
             }
             None => Ok(vec![Some(Secret::new(String::new())), None]),
@@ -194,8 +232,14 @@ impl Loader<'_> {
             return Ok(s.clone());
         }
         let what = format!("password for {}", self.path.display());
-        let secret = crate::secret::prompt(&what, "?password-source=env:VAR or file:PATH to the key reference")
-            .map_err(|source| Error::Secret { path: self.path.into(), source })?;
+        let secret = crate::secret::prompt(
+            &what,
+            "?password-source=env:VAR or file:PATH to the key reference",
+        )
+        .map_err(|source| Error::Secret {
+            path: self.path.into(),
+            source,
+        })?;
         self.asked = Some(secret.clone());
         Ok(secret)
     }
@@ -214,11 +258,16 @@ impl Loader<'_> {
             match attempt(secret.expose()) {
                 Ok(v) => return Ok(v),
                 Err(e) if is_password_error(&e) => last = Some(e),
-                Err(e) => return Err(self.format(format!("cannot decode PKCS#12/PKCS#8 structure: {e}"))),
+                Err(e) => {
+                    return Err(self.format(format!("cannot decode PKCS#12/PKCS#8 structure: {e}")))
+                }
             }
         }
         let detail = last.map(|e| e.to_string()).unwrap_or_default();
-        Err(Error::WrongPassword { path: self.path.into(), detail })
+        Err(Error::WrongPassword {
+            path: self.path.into(),
+            detail,
+        })
     }
 
     fn load_pkcs12(&mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
@@ -230,8 +279,12 @@ impl Loader<'_> {
         })?;
         let mut keys = Vec::new();
         let mut certs = Vec::new();
-        collect_bags(pfx.safe_contents().iter().flat_map(bags_of), &mut keys, &mut certs)
-            .map_err(|e| self.format(e))?;
+        collect_bags(
+            pfx.safe_contents().iter().flat_map(bags_of),
+            &mut keys,
+            &mut certs,
+        )
+        .map_err(|e| self.format(e))?;
         match keys.len() {
             0 => Err(self.format("the PKCS#12 file holds no private key (export it with its key: openssl pkcs12 -export -inkey …)")),
             1 => finish(self.path, Plain::Pkcs8(keys.remove(0)), certs),
@@ -245,7 +298,11 @@ impl Loader<'_> {
     fn decrypt_pkcs8(&mut self, epki: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         use picky::pkcs12::{Pfx, Pkcs12CryptoContext, Pkcs12ParsingParams, SafeBag, SafeContents};
         let raw = picky_asn1_der::Asn1RawDer(epki.to_vec());
-        let bag = SafeBag::new_custom(picky_asn1_x509::oids::safe_bag_type_shrouded_key(), raw, vec![]);
+        let bag = SafeBag::new_custom(
+            picky_asn1_x509::oids::safe_bag_type_shrouded_key(),
+            raw,
+            vec![],
+        );
         let wrapper = Pfx::new_without_mac(vec![SafeContents::new(vec![bag])])
             .to_der()
             .map_err(|e| self.format(format!("not a valid encrypted PKCS#8 key: {e}")))?;
@@ -255,16 +312,24 @@ impl Loader<'_> {
             Pfx::from_der(&wrapper, &ctx, &params)
         })?;
         let mut keys = Vec::new();
-        collect_bags(pfx.safe_contents().iter().flat_map(bags_of), &mut keys, &mut Vec::new())
-            .map_err(|e| self.format(e))?;
-        keys.pop().ok_or_else(|| self.format("the encrypted PKCS#8 structure holds no key"))
+        collect_bags(
+            pfx.safe_contents().iter().flat_map(bags_of),
+            &mut keys,
+            &mut Vec::new(),
+        )
+        .map_err(|e| self.format(e))?;
+        keys.pop()
+            .ok_or_else(|| self.format("the encrypted PKCS#8 structure holds no key"))
     }
 }
 
 fn bags_of(contents: &picky::pkcs12::SafeContents) -> &[picky::pkcs12::SafeBag] {
     use picky::pkcs12::SafeContentsKind;
     match contents.kind() {
-        SafeContentsKind::SafeBags(bags) | SafeContentsKind::EncryptedSafeBags { safe_bags: bags, .. } => bags,
+        SafeContentsKind::SafeBags(bags)
+        | SafeContentsKind::EncryptedSafeBags {
+            safe_bags: bags, ..
+        } => bags,
         _ => &[],
     }
 }
@@ -291,7 +356,13 @@ fn collect_bags<'a>(
 fn is_password_error(e: &picky::pkcs12::Pkcs12Error) -> bool {
     use picky::pkcs12::Pkcs12Error;
     // A wrong password shows as a MAC mismatch or as garbage after decryption (bad padding, bad DER).
-    matches!(e, Pkcs12Error::Mac(_) | Pkcs12Error::Pbes1 { .. } | Pkcs12Error::Pbes2 { .. } | Pkcs12Error::Asn1Der(_))
+    matches!(
+        e,
+        Pkcs12Error::Mac(_)
+            | Pkcs12Error::Pbes1 { .. }
+            | Pkcs12Error::Pbes2 { .. }
+            | Pkcs12Error::Asn1Der(_)
+    )
 }
 
 fn is_pkcs8(seq_body: &[u8]) -> bool {
@@ -309,12 +380,23 @@ fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
             let parsed = der::expect(der, der::SEQUENCE)
                 .and_then(|(seq, _)| der::expect(seq.value, der::INTEGER))
                 .and_then(|(_, rest)| der::expect(rest, der::SEQUENCE))
-                .and_then(|(alg, rest)| Some((der::expect(alg.value, der::OID)?.0, der::expect(rest, der::OCTET_STRING)?.0)));
+                .and_then(|(alg, rest)| {
+                    Some((
+                        der::expect(alg.value, der::OID)?.0,
+                        der::expect(rest, der::OCTET_STRING)?.0,
+                    ))
+                });
             let Some((oid, octets)) = parsed else {
-                return Err(Error::Format { path: path.into(), detail: "malformed PKCS#8 private key".into() });
+                return Err(Error::Format {
+                    path: path.into(),
+                    detail: "malformed PKCS#8 private key".into(),
+                });
             };
             if oid.value != der::OID_RSA_ENCRYPTION {
-                return Err(Error::NotRsa { path: path.into(), kind: der::key_algorithm_name(oid.value) });
+                return Err(Error::NotRsa {
+                    path: path.into(),
+                    kind: der::key_algorithm_name(oid.value),
+                });
             }
             octets.value
         }
@@ -323,14 +405,23 @@ fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
         .and_then(|(seq, _)| der::expect(seq.value, der::INTEGER))
         .and_then(|(_, rest)| der::expect(rest, der::INTEGER));
     let Some((n, _)) = modulus else {
-        return Err(Error::Format { path: path.into(), detail: "malformed RSA private key".into() });
+        return Err(Error::Format {
+            path: path.into(),
+            detail: "malformed RSA private key".into(),
+        });
     };
     let bits = der::integer_bits(n.value);
     if bits < 2048 {
-        return Err(Error::KeyTooSmall { path: path.into(), bits });
+        return Err(Error::KeyTooSmall {
+            path: path.into(),
+            bits,
+        });
     }
     if bits > 8192 {
-        return Err(Error::KeyTooLarge { path: path.into(), bits });
+        return Err(Error::KeyTooLarge {
+            path: path.into(),
+            bits,
+        });
     }
     Ok(())
 }
@@ -341,18 +432,35 @@ fn finish(path: &Path, key: Plain, certs: Vec<Vec<u8>>) -> Result<SoftwareSigner
         Plain::Pkcs8(der) => KeyPair::from_pkcs8(der),
         Plain::Pkcs1(der) => KeyPair::from_der(der),
     }
-    .map_err(|e| Error::Format { path: path.into(), detail: format!("the RSA key is not valid ({})", e.description_()) })?;
+    .map_err(|e| Error::Format {
+        path: path.into(),
+        detail: format!("the RSA key is not valid ({})", e.description_()),
+    })?;
     let spki = parsed
         .public_key()
         .as_der()
-        .map_err(|_| Error::Format { path: path.into(), detail: "cannot encode the public key".into() })?
+        .map_err(|_| Error::Format {
+            path: path.into(),
+            detail: "cannot encode the public key".into(),
+        })?
         .as_ref()
         .to_vec();
     // The key's own certificate is the one with its public key; the rest are its chain.
-    let ours = |c: &Vec<u8>| der::certificate_spki(c).and_then(der::rsa_public_numbers) == der::rsa_public_numbers(&spki);
-    let (mut leaf, chain): (Vec<_>, Vec<_>) = certs.into_iter().partition(ours);
-    let certificate = if leaf.is_empty() { None } else { Some(leaf.remove(0)) };
-    Ok(SoftwareSigner { key: parsed, spki, certificate, chain })
+    // When none matches, the first is kept anyway so that the pairing check reports the
+    // mismatch instead of "no certificate".
+    let ours = |c: &Vec<u8>| {
+        der::certificate_spki(c).and_then(der::rsa_public_numbers) == der::rsa_public_numbers(&spki)
+    };
+    let mut certs = certs;
+    let leaf = certs.iter().position(ours).unwrap_or(0);
+    let certificate = (!certs.is_empty()).then(|| certs.remove(leaf));
+    let chain = certs;
+    Ok(SoftwareSigner {
+        key: parsed,
+        spki,
+        certificate,
+        chain,
+    })
 }
 
 /// Generate an RSA key and return it as unencrypted PKCS#8 DER.
@@ -364,10 +472,16 @@ pub fn generate_software_key(bits: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
         2048 => KeySize::Rsa2048,
         3072 => KeySize::Rsa3072,
         4096 => KeySize::Rsa4096,
-        other => return Err(Error::Generate(format!("--bits {other}: choose 2048, 3072 or 4096"))),
+        other => {
+            return Err(Error::Generate(format!(
+                "--bits {other}: choose 2048, 3072 or 4096"
+            )))
+        }
     };
-    let key = KeyPair::generate(size).map_err(|_| Error::Generate("RSA key generation failed".into()))?;
-    let der = key.as_der().map_err(|_| Error::Generate("cannot encode the generated key".into()))?;
+    let key =
+        KeyPair::generate(size).map_err(|_| Error::Generate("RSA key generation failed".into()))?;
+    let der = key
+        .as_der()
+        .map_err(|_| Error::Generate("cannot encode the generated key".into()))?;
     Ok(Zeroizing::new(der.as_ref().to_vec()))
 }
-
