@@ -19,3 +19,8 @@ pub mod secret;
 pub mod signer;
 
 pub use signer::{Algorithm, Signer};
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
