@@ -145,6 +145,13 @@ impl Loader<'_> {
                 Plain::Pkcs8(Zeroizing::new(data.to_vec())),
                 Vec::new(),
             ),
+            // ECPrivateKey (SEC1) ::= SEQUENCE { version INTEGER (1), privateKey OCTET STRING, ... }
+            Some(t) if t.tag == der::INTEGER && t.value == [1] && is_sec1(outer.value) => {
+                Err(Error::NotRsa {
+                    path: self.path.into(),
+                    kind: "EC".into(),
+                })
+            }
             // RSAPrivateKey ::= SEQUENCE { version INTEGER (0), modulus INTEGER, ... }
             Some(t) if t.tag == der::INTEGER => finish(
                 self.path,
@@ -258,6 +265,19 @@ impl Loader<'_> {
             match attempt(secret.expose()) {
                 Ok(v) => return Ok(v),
                 Err(e) if is_password_error(&e) => last = Some(e),
+                Err(picky::pkcs12::Pkcs12Error::NotSupportedAlgorithm { algorithm, context }) => {
+                    let name = algorithm.to_string();
+                    let name = if name.contains("1.2.840.113549.3.7") {
+                        "PBES2 with 3DES-CBC".to_string()
+                    } else {
+                        name
+                    };
+                    return Err(self.format(format!(
+                        "the key is encrypted with {name} ({context}), which certassert does not decrypt; re-encrypt it: \
+                         openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD.pem -out key.pem \
+                         (for a .pfx: openssl pkcs12 -export with its default ciphers)"
+                    )));
+                }
                 Err(e) => {
                     return Err(self.format(format!("cannot decode PKCS#12/PKCS#8 structure: {e}")))
                 }
@@ -293,8 +313,9 @@ impl Loader<'_> {
     }
 
     /// Decrypt an EncryptedPrivateKeyInfo. Its structure is exactly a PKCS#12 shrouded key
-    /// bag, so it is wrapped in a MAC-less PFX and picky's PBES1/PBES2 code (AES, 3DES,
-    /// PBKDF2 with any HMAC) decrypts it: no cipher code of our own.
+    /// bag, so it is wrapped in a MAC-less PFX and picky's code decrypts it — PBES2 with
+    /// AES-CBC and PBKDF2 (OpenSSL's default) and PKCS#12 PBES1 (3DES, RC2) — with no
+    /// cipher code of our own. PBES2 with 3DES is refused with the command that re-encrypts.
     fn decrypt_pkcs8(&mut self, epki: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         use picky::pkcs12::{Pfx, Pkcs12CryptoContext, Pkcs12ParsingParams, SafeBag, SafeContents};
         let raw = picky_asn1_der::Asn1RawDer(epki.to_vec());
@@ -363,6 +384,12 @@ fn is_password_error(e: &picky::pkcs12::Pkcs12Error) -> bool {
             | Pkcs12Error::Pbes2 { .. }
             | Pkcs12Error::Asn1Der(_)
     )
+}
+
+fn is_sec1(seq_body: &[u8]) -> bool {
+    der::expect(seq_body, der::INTEGER)
+        .and_then(|(_, rest)| der::expect(rest, der::OCTET_STRING))
+        .is_some()
 }
 
 fn is_pkcs8(seq_body: &[u8]) -> bool {
