@@ -242,7 +242,7 @@ fn encrypted_pkcs8_pbes2_des3_is_refused_with_the_fix() {
             assert_contains(
                 &e,
                 &[
-                    &s(&enc),
+                    s(&enc),
                     "PBES2 with 3DES-CBC",
                     "openssl pkcs8 -topk8 -v2 aes-256-cbc",
                 ],

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Performance report. Each section is a function that measures one thing and adds rows
+# to the table printed at the end; later backends append their own section functions
+# (PKCS#11, TPM, token cache-hit latency) and call them from main.
+#
+#   ci/bench.sh                 software RSA: certassert assertions/s vs openssl speed
+#   ci/bench.sh --criterion     also run `cargo bench --bench assertion`
+#   ci/bench.sh --seconds 5     measure each figure for 5 s (default 3; env BENCH_SECONDS)
+#   ci/bench.sh --rounds 3      best of 3 rounds (default 2; env BENCH_ROUNDS)
+#
+# Exit status 0 whatever the numbers are (this is a report, not a gate); non-zero when a
+# measurement fails or its output cannot be parsed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SECONDS_PER_RUN="${BENCH_SECONDS:-3}"
+ROUNDS="${BENCH_ROUNDS:-2}"
+RUN_CRITERION=0
+LOAD_BEFORE="?"
+TABLE=()
+TMPDIRS=()
+
+cleanup() {
+    if ((${#TMPDIRS[@]})); then
+        rm -rf -- "${TMPDIRS[@]}"
+    fi
+}
+trap cleanup EXIT
+
+# A scratch directory, deleted when the script exits. Sets the variable named by $1
+# (not echoed: a command substitution would run in a subshell and lose TMPDIRS).
+make_tmpdir() {
+    local -n dest="$1"
+    dest="$(mktemp -d "${TMPDIR:-/tmp}/certassert-bench.XXXXXX")"
+    TMPDIRS+=("$dest")
+}
+
+usage() {
+    echo "usage: $0 [--criterion] [--seconds N] [--rounds N]" >&2
+}
+
+die() {
+    echo "bench: error: $*" >&2
+    exit 1
+}
+
+header() {
+    printf '\n==> %s\n' "$*"
+}
+
+# A decimal number, or die naming what could not be parsed.
+number() {
+    local what="$1" value="$2"
+    [[ "$value" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "cannot parse $what (got '${value}')"
+    printf '%s' "$value"
+}
+
+# row LABEL VALUE [UNIT] [NOTE]; UNIT is one character wide (×), printed after the value.
+row() {
+    TABLE+=("$(printf '%-40s %10s%s  %s' "$1" "$2" "${3:- }" "${4:-}")")
+}
+
+# a / b with 2 decimals
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) exit 1; printf "%.2f", a / b }'
+}
+
+section_build() {
+    header "Building release binaries and examples"
+    cargo build --release --bins --examples
+}
+
+# The larger of two decimal numbers.
+max() {
+    awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'
+}
+
+# Software RSA-2048: complete client assertions vs OpenSSL's raw RSA signatures. The two
+# alternate for $ROUNDS rounds and the best figure of each is kept, so that a burst of
+# other load on a small (shared) machine does not decide the ratio.
+section_software() {
+    local out round rs256=0 ps256=0 openssl_sign=0 value
+
+    for ((round = 1; round <= ROUNDS; round++)); do
+        header "[$round/$ROUNDS] openssl speed -seconds $SECONDS_PER_RUN rsa2048 ($(openssl version | awk '{ print $1, $2 }'))"
+        out="$(openssl speed -seconds "$SECONDS_PER_RUN" rsa2048 2>/dev/null)" || die "openssl speed failed"
+        #                   sign    verify    sign/s verify/s
+        # rsa 2048 bits 0.000849s 0.000026s   1177.8  39051.0
+        printf '%s\n' "$out" | grep -E '^ +sign +verify|^rsa +2048 +bits' || true
+        value="$(number "openssl rsa2048 sign/s" \
+            "$(printf '%s\n' "$out" | awk '$1 == "rsa" && $2 == "2048" && $3 == "bits" { print $6; exit }')")"
+        openssl_sign="$(max "$openssl_sign" "$value")"
+
+        header "[$round/$ROUNDS] examples/throughput $SECONDS_PER_RUN (certassert::assertion::build, 2048-bit software key, one thread)"
+        out="$(target/release/examples/throughput "$SECONDS_PER_RUN")" || die "the throughput example failed"
+        printf '%s\n' "$out"
+        value="$(number "certassert RS256 assertions/s" \
+            "$(printf '%s\n' "$out" | awk '$1 == "certassert" && $2 == "RS256" && $3 == "assertions/s:" { print $4; exit }')")"
+        rs256="$(max "$rs256" "$value")"
+        value="$(number "certassert PS256 assertions/s" \
+            "$(printf '%s\n' "$out" | awk '$1 == "certassert" && $2 == "PS256" && $3 == "assertions/s:" { print $4; exit }')")"
+        ps256="$(max "$ps256" "$value")"
+    done
+
+    row "certassert RS256 assertions/s" "$rs256"
+    row "certassert PS256 assertions/s" "$ps256"
+    row "openssl rsa2048 sign/s" "$openssl_sign"
+    row "ratio certassert RS256 / openssl" "$(ratio "$rs256" "$openssl_sign")" "×" "target ≥ 1.00×"
+    row "ratio certassert PS256 / openssl" "$(ratio "$ps256" "$openssl_sign")" "×"
+}
+
+# One `certassert assertion` process end to end (start, read key + certificate, sign,
+# print), as a script or credential helper calling the CLI would see it.
+section_cli() {
+    local dir csv mean_ms
+    make_tmpdir dir
+    local bin="$PWD/target/release/certassert"
+    "$bin" key generate --key "$dir/app.key.pem" >/dev/null 2>&1 || die "certassert key generate failed"
+    "$bin" cert create --key "$dir/app.key.pem" --subject CN=certassert-bench --days 30 \
+        --out "$dir/app.cert.pem" >/dev/null 2>&1 || die "certassert cert create failed"
+
+    header "hyperfine: certassert assertion (one process per assertion, software key)"
+    csv="$dir/hyperfine.csv"
+    hyperfine --shell=none --warmup 3 --min-runs 30 --export-csv "$csv" \
+        "'$bin' assertion --key '$dir/app.key.pem' --cert '$dir/app.cert.pem' --tenant contoso.onmicrosoft.com --client-id 11111111-2222-3333-4444-555555555555" \
+        || die "hyperfine failed"
+    # command,mean,stddev,median,user,system,min,max   (seconds)
+    mean_ms="$(number "hyperfine mean" "$(awk -F, 'NR == 2 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    row "certassert assertion CLI latency, ms" "$mean_ms" " " "mean; process start to JWT"
+}
+
+# The same two measurements under criterion's statistics (optional: slower).
+section_criterion() {
+    header "cargo bench --bench assertion (criterion)"
+    cargo bench --bench assertion
+}
+
+print_table() {
+    header "Summary (best of $ROUNDS × ${SECONDS_PER_RUN} s per figure, $(nproc) CPU(s), load average before: $LOAD_BEFORE)"
+    printf '%s\n' "${TABLE[@]}"
+}
+
+main() {
+    while (($#)); do
+        case "$1" in
+            --criterion) RUN_CRITERION=1 ;;
+            --seconds | --rounds)
+                (($# >= 2)) || { usage; exit 2; }
+                if [[ "$1" == --seconds ]]; then SECONDS_PER_RUN="$2"; else ROUNDS="$2"; fi
+                shift
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *)
+                usage
+                exit 2
+                ;;
+        esac
+        shift
+    done
+    [[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "--seconds/BENCH_SECONDS must be a whole number of seconds ≥ 1"
+    [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds/BENCH_ROUNDS must be a whole number ≥ 1"
+
+    LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+    header "Installing missing system packages (ci/install-deps.sh bench)"
+    ci/install-deps.sh bench
+
+    section_build
+    section_software
+    section_cli
+    if ((RUN_CRITERION)); then
+        section_criterion
+    fi
+    print_table
+}
+
+main "$@"

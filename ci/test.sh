@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The CI job: install what is missing, build (default and software-only), test, lint.
+# CI runs it as `bash .ci/run` with CI=true and no terminal on stdin; run it locally
+# the same way, or as `ci/test.sh`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Nothing in the job may wait for input (a password prompt, a pager): behave as in CI.
+exec </dev/null
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_TERM_PROGRESS_WHEN="${CARGO_TERM_PROGRESS_WHEN:-never}"
+
+step() {
+    printf '\n==> %s\n' "$*"
+}
+
+ensure_components() {
+    if cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1; then
+        return 0
+    fi
+    step "Adding the clippy and rustfmt components"
+    if ! command -v rustup >/dev/null; then
+        echo "error: cargo clippy / cargo fmt are missing and rustup is not installed;" >&2
+        echo "       install the clippy and rustfmt components of your Rust toolchain." >&2
+        exit 1
+    fi
+    if ! rustup component add clippy rustfmt; then
+        echo "error: 'rustup component add clippy rustfmt' failed (offline?);" >&2
+        echo "       install them once with network access, then re-run ci/test.sh." >&2
+        exit 1
+    fi
+}
+
+step "Installing system packages (ci/install-deps.sh)"
+ci/install-deps.sh
+
+step "Toolchain"
+rustc --version
+cargo --version
+ensure_components
+
+step "cargo build --all-targets"
+cargo build --all-targets
+
+step "cargo build --no-default-features (software-only tool)"
+cargo build --no-default-features
+target/debug/certassert --version
+target/debug/certassert --help >/dev/null
+
+step "cargo test --all-targets"
+cargo test --all-targets
+
+step "cargo test --doc"
+cargo test --doc
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "All checks passed"
