@@ -555,28 +555,23 @@ mod tests {
                "nbf": NOW, "iat": NOW, "exp": NOW + 600})
     }
 
-    fn codes(h: Value, c: Value) -> Vec<Option<u32>> {
-        let r = inspect(
+    fn report(h: Value, c: Value) -> Report {
+        inspect(
             &jwt(h, c),
             &Expect {
                 now: NOW,
                 ..Default::default()
             },
         )
-        .unwrap();
-        r.findings.iter().map(|f| f.aadsts).collect()
+        .unwrap()
+    }
+
+    fn codes(h: Value, c: Value) -> Vec<Option<u32>> {
+        report(h, c).findings.iter().map(|f| f.aadsts).collect()
     }
 
     fn messages(h: Value, c: Value) -> String {
-        let r = inspect(
-            &jwt(h, c),
-            &Expect {
-                now: NOW,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        render(&r)
+        render(&report(h, c))
     }
 
     #[test]

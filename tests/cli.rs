@@ -268,11 +268,34 @@ fn cert_create_and_csr_verify_with_openssl() {
             "app.csr",
         ],
     );
-    let out = openssl(
+    // OpenSSL 3.0's `req -verify` exits 0 even when the signature is bad: read what it says.
+    let said = |out: Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let text = said(openssl(
         &p,
         &["req", "-in", "app.csr", "-verify", "-noout", "-subject"],
+    ));
+    assert!(
+        text.contains("verify OK") && text.contains("CN = cli-test"),
+        "{text}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("CN = cli-test"));
+    // The same check on a CSR with one signature bit flipped does not say OK.
+    let mut der = openssl(&p, &["req", "-in", "app.csr", "-outform", "DER"]).stdout;
+    *der.last_mut().unwrap() ^= 1;
+    std::fs::write(p.join("bad.csr"), der).unwrap();
+    let out = Command::new("openssl")
+        .current_dir(&p)
+        .args([
+            "req", "-inform", "DER", "-in", "bad.csr", "-verify", "-noout",
+        ])
+        .output()
+        .unwrap();
+    assert!(!said(out).contains("verify OK"));
     // --out never replaces silently; --force does.
     fails(
         &p,
