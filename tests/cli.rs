@@ -652,6 +652,36 @@ fn pkcs12_with_password_from_env_and_stored_certificate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
+    // A PKCS#12 with a CA in it: `cert show --key` lists the stored chain too.
+    openssl(
+        &p,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-subj", "/CN=ca", "-days", "90",
+        ],
+    );
+    openssl(
+        &p,
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "k.pem",
+            "-in",
+            "c.pem",
+            "-certfile",
+            "ca.pem",
+            "-out",
+            "chain.pfx",
+            "-passout",
+            "pass:",
+        ],
+    );
+    let show = ok(&p, &["cert", "show", "--key", "chain.pfx"]);
+    assert!(
+        show.contains("(matches the key)") && show.contains("chain       1 more certificate(s)"),
+        "{show}"
+    );
 }
 
 #[test]

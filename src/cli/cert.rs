@@ -165,9 +165,11 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
     let have_key = args.key.key.is_some() || super::env("CERTASSERT_KEY").is_some();
     let (chain, paired) = if have_key {
         let signer = args.key.open()?;
-        let chain = match (&args.cert, signer.certificate_der()) {
-            (None, Some(der)) => vec![Certificate::from_der(der.to_vec())?],
-            (None, None) if super::env("CERTASSERT_CERT").is_none() => {
+        // As for `assertion`: an explicit certificate wins over the one stored with the key.
+        let explicit = args.cert.is_some() || super::env("CERTASSERT_CERT").is_some();
+        let chain = match super::stored_chain(signer.as_ref())? {
+            Some(stored) if !explicit => stored,
+            None if !explicit => {
                 return Err("no certificate is stored with this key; pass --cert PATH".into())
             }
             _ => load_cert(args.cert.as_ref())?,

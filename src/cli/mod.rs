@@ -118,14 +118,8 @@ pub fn resolve_chain(
     let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
     let chain = match cert.or(from_env.as_ref()) {
         Some(path) => Certificate::load_chain(path)?,
-        None => match signer.certificate_der() {
-            Some(der) => {
-                let mut chain = vec![Certificate::from_der(der.to_vec())?];
-                for extra in signer.chain_der() {
-                    chain.push(Certificate::from_der(extra.clone())?);
-                }
-                chain
-            }
+        None => match stored_chain(signer)? {
+            Some(chain) => chain,
             None => {
                 return Err("no certificate: this key has none stored with it; pass --cert PATH (or set CERTASSERT_CERT) \
                             — make one with: certassert cert create --key … --subject CN=my-app --out app.cert.pem"
@@ -137,6 +131,18 @@ pub fn resolve_chain(
         warn(&w);
     }
     Ok(chain)
+}
+
+/// The certificate stored with the key (PKCS#12 bag, token object) and its chain, if any.
+pub fn stored_chain(signer: &dyn Signer) -> Result<Option<Vec<Certificate>>> {
+    let Some(leaf) = signer.certificate_der() else {
+        return Ok(None);
+    };
+    let ders = std::iter::once(leaf).chain(signer.chain_der().iter().map(Vec::as_slice));
+    Ok(Some(
+        ders.map(|d| Certificate::from_der(d.to_vec()))
+            .collect::<std::result::Result<_, _>>()?,
+    ))
 }
 
 /// A warning on stderr.
