@@ -443,6 +443,26 @@ fn pkcs12_empty_password_needs_no_password_source() {
     check(&*signer);
 }
 
+/// A PKCS#12 whose outer structure is damaged is reported as corrupt, before any
+/// password is tried (not as "wrong password", not as a prompt).
+#[test]
+fn corrupt_pkcs12_structure_is_named_as_such() {
+    let dir = tempdir();
+    let issued = issued(dir.path());
+    let p12 = pkcs12(dir.path(), &issued, "ok.p12", "", &[]);
+    let mut der = std::fs::read(&p12).unwrap();
+    // The byte after the authSafe's id-data OID: the [0] tag of its content.
+    let oid = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
+    ];
+    let at = der.windows(oid.len()).position(|w| w == oid).unwrap() + oid.len();
+    der[at] ^= 0x55;
+    let bad = write(dir.path(), "bad.p12", &der[..]);
+    let e = load_err(&bad);
+    assert!(matches!(e, signer::Error::Format { .. }), "{e:?}");
+    assert_contains(&e, &["corrupt or truncated", s(&bad)]);
+}
+
 #[test]
 fn pem_with_key_and_certificate_keeps_the_certificate() {
     let dir = tempdir();

@@ -292,6 +292,11 @@ impl Loader<'_> {
 
     fn load_pkcs12(&mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
         use picky::pkcs12::{Pfx, Pkcs12CryptoContext, Pkcs12ParsingParams};
+        // A structure that does not even parse is corrupt, not locked: say so before any
+        // password is tried (a wrong password also surfaces as a DER error, after decryption).
+        if let Err(e) = picky_asn1_der::from_bytes::<picky_asn1_x509::pkcs12::RawPfx>(data) {
+            return Err(self.format(format!("the PKCS#12 file is corrupt or truncated ({e})")));
+        }
         let params = Pkcs12ParsingParams::default();
         let pfx = self.with_password(|pw| {
             let ctx = Pkcs12CryptoContext::new_with_password(pw)?;
