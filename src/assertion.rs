@@ -132,9 +132,11 @@ pub fn token_endpoint(
 /// What to put in an assertion.
 #[derive(Debug, Clone)]
 pub struct Params<'a> {
+    /// The application (client) ID: `iss` and `sub`.
     pub client_id: &'a str,
     /// The exact URL the assertion will be posted to.
     pub audience: &'a str,
+    /// RS256 names the certificate with `x5t`, PS256 with `x5t#S256`.
     pub alg: Algorithm,
     /// Seconds from `nbf` to `exp`.
     pub lifetime: u64,

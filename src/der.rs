@@ -5,6 +5,7 @@
 /// One tag-length-value element.
 #[derive(Debug, Clone, Copy)]
 pub struct Tlv<'a> {
+    /// The identifier octet.
     pub tag: u8,
     /// The value bytes.
     pub value: &'a [u8],
@@ -12,10 +13,15 @@ pub struct Tlv<'a> {
     pub raw: &'a [u8],
 }
 
+/// Universal tag of a constructed SEQUENCE.
 pub const SEQUENCE: u8 = 0x30;
+/// Universal tag of an INTEGER.
 pub const INTEGER: u8 = 0x02;
+/// Universal tag of an OCTET STRING.
 pub const OCTET_STRING: u8 = 0x04;
+/// Universal tag of a BIT STRING.
 pub const BIT_STRING: u8 = 0x03;
+/// Universal tag of an OBJECT IDENTIFIER.
 pub const OID: u8 = 0x06;
 
 /// Read one element from the front of `input`; returns it and what follows.

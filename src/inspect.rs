@@ -23,18 +23,23 @@ pub enum Severity {
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
+    /// Error (Entra refuses) or warning (fragile).
     pub severity: Severity,
     /// The AADSTS code Entra would answer with, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aadsts: Option<u32>,
+    /// What is wrong and what to write instead.
     pub message: String,
 }
 
 /// The decoded token and what is wrong with it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// The decoded JOSE header.
     pub header: Value,
+    /// The decoded claims.
     pub claims: Value,
+    /// Problems, errors first.
     pub findings: Vec<Finding>,
 }
 
@@ -61,13 +66,16 @@ pub struct Expect<'a> {
 /// Why a string could not even be decoded as a JWT.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Not three dot-separated parts.
     #[error(
         "not a compact JWT: expected three base64url parts separated by dots, found {0} part(s)"
     )]
     Parts(usize),
     #[error("the JWT {0} is not valid base64url (RFC 7515 requires the URL-safe alphabet without padding)")]
+    /// A part that is not strict base64url.
     Base64(&'static str),
     #[error("the JWT {part} is not a JSON object: {detail}")]
+    /// The header or payload is not a JSON object.
     Json { part: &'static str, detail: String },
 }
 

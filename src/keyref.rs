@@ -12,7 +12,9 @@ use std::path::PathBuf;
 pub enum KeyRef {
     /// A software key file: PEM/DER PKCS#8, PKCS#1, encrypted PKCS#8, or PKCS#12.
     File {
+        /// The key file.
         path: PathBuf,
+        /// Where its password comes from, for encrypted PKCS#8 and PKCS#12.
         password: Option<SecretSource>,
     },
     /// An RFC 7512 `pkcs11:` URI (kept whole; the PKCS#11 backend parses it).

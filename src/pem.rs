@@ -7,9 +7,11 @@ use zeroize::Zeroizing;
 /// One PEM block.
 #[derive(Debug)]
 pub struct Block {
+    /// The word(s) between `BEGIN ` and `-----`, e.g. `PRIVATE KEY`.
     pub label: String,
     /// Header lines such as `Proc-Type: 4,ENCRYPTED`.
     pub headers: Vec<String>,
+    /// The decoded body.
     pub der: Zeroizing<Vec<u8>>,
 }
 
