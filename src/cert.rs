@@ -167,9 +167,14 @@ impl Certificate {
         b64url(&self.sha1())
     }
 
+    /// SHA-256 of the DER.
+    pub fn sha256(&self) -> Vec<u8> {
+        digest(&SHA256, &self.der).as_ref().to_vec()
+    }
+
     /// The JWT header `x5t#S256`: base64url of the SHA-256 of the DER.
     pub fn x5t_s256(&self) -> String {
-        b64url(digest(&SHA256, &self.der).as_ref())
+        b64url(&self.sha256())
     }
 
     /// The SubjectPublicKeyInfo exactly as encoded in the certificate.

@@ -219,11 +219,7 @@ impl Lint {
             self.thumbprint("x5t", v, 20, cert.map(|c| (c.x5t(), c.sha1())));
         }
         if let Some(v) = s256 {
-            let sha256 = cert.map(|c| {
-                let raw = b64url_decode(&c.x5t_s256()).unwrap_or_default();
-                (c.x5t_s256(), raw)
-            });
-            self.thumbprint("x5t#S256", v, 32, sha256);
+            self.thumbprint("x5t#S256", v, 32, cert.map(|c| (c.x5t_s256(), c.sha256())));
         }
     }
 
