@@ -532,6 +532,31 @@ fn assertion_ps256_x5c_token_url_and_lifetime() {
     );
     assert!(openssl_verifies(&p, jwt, "c.pem", true), "strict salt 32");
     pyjwt_verifies(&p, jwt, "c.pem", url).unwrap();
+    // inspect matches x5t#S256 to the certificate and verifies the PSS signature with it.
+    let report = ok(&p, &["inspect", "--cert", "c.pem", "--aud", url, jwt]);
+    assert!(report.contains("ok: no problems found"), "{report}");
+    ok(&p, &["key", "generate", "--key", "k2.pem"]);
+    ok(
+        &p,
+        &[
+            "cert",
+            "create",
+            "--key",
+            "k2.pem",
+            "--subject",
+            "CN=other",
+            "--out",
+            "c2.pem",
+        ],
+    );
+    let out = run(&p, &["inspect", "--cert", "c2.pem", jwt]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("x5t#S256") && text.contains("does not name the given certificate"),
+        "{text}"
+    );
+    assert!(text.contains("PS256 signature does not verify"), "{text}");
 }
 
 #[test]
