@@ -32,46 +32,41 @@ pub enum CertCommand {
     Manifest(ManifestArgs),
 }
 
+/// What `cert create` and `cert csr` share: the key that signs, the subject, the output.
 #[derive(Args)]
-pub struct CreateArgs {
+pub struct SignedPemArgs {
     #[command(flatten)]
     key: KeyArg,
     /// Subject, e.g. "CN=my-app,O=Contoso" (RFC 4514) or "/O=Contoso/CN=my-app"
     #[arg(long)]
     subject: String,
-    /// Days of validity from now
-    #[arg(long, default_value_t = 365)]
-    days: u32,
-    /// Write the PEM certificate here (never overwrites without --force); default: stdout
+    /// Write the PEM here (never overwrites without --force); default: stdout
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
-    /// Signature algorithm of the certificate itself
+    /// Signature algorithm of the certificate or request itself
     #[arg(long, default_value = "RS256", value_parser = parse_alg)]
     alg: Algorithm,
-    /// Also store the certificate beside its key in the token (pkcs11:, piv:)
-    #[arg(long)]
-    store: bool,
     /// Replace an existing --out file
     #[arg(long)]
     force: bool,
 }
 
 #[derive(Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    common: SignedPemArgs,
+    /// Days of validity from now
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Also store the certificate beside its key in the token (pkcs11:, piv:)
+    #[arg(long)]
+    store: bool,
+}
+
+#[derive(Args)]
 pub struct CsrArgs {
     #[command(flatten)]
-    key: KeyArg,
-    /// Subject, e.g. "CN=my-app,O=Contoso"
-    #[arg(long)]
-    subject: String,
-    /// Write the PEM request here (never overwrites without --force); default: stdout
-    #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
-    /// Signature algorithm of the request
-    #[arg(long, default_value = "RS256", value_parser = parse_alg)]
-    alg: Algorithm,
-    /// Replace an existing --out file
-    #[arg(long)]
-    force: bool,
+    common: SignedPemArgs,
 }
 
 #[derive(Args)]
@@ -110,37 +105,38 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
 }
 
 fn create(args: &CreateArgs) -> Result<ExitCode> {
-    let keyref = args.key.keyref()?;
+    let common = &args.common;
+    let keyref = common.key.keyref()?;
     let signer = certassert::signer::open(&keyref)?;
     if args.store {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file, use --out".into());
     }
     let cert = cert::create_self_signed(
         signer.as_ref(),
-        args.alg,
-        &args.subject,
+        common.alg,
+        &common.subject,
         args.days,
         unix_now(),
     )?;
-    emit(args.out.as_ref(), cert.to_pem().as_bytes(), args.force)?;
+    emit(common.out.as_ref(), cert.to_pem().as_bytes(), common.force)?;
     eprintln!(
         "created {} valid until {}\n  thumbprint {} (as the portal shows it)\n  x5t        {}\nnext: upload {} under App registrations > Certificates & secrets, or: certassert cert manifest --cert …",
         cert.subject(),
         rfc3339(cert.not_after()),
         cert.thumbprint_hex(),
         cert.x5t(),
-        args.out.as_ref().map_or("the certificate".to_string(), |p| p.display().to_string()),
+        common.out.as_ref().map_or("the certificate".to_string(), |p| p.display().to_string()),
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn csr(args: &CsrArgs) -> Result<ExitCode> {
-    let signer = args.key.open()?;
-    let der = cert::create_csr(signer.as_ref(), args.alg, &args.subject)?;
+    let signer = args.common.key.open()?;
+    let der = cert::create_csr(signer.as_ref(), args.common.alg, &args.common.subject)?;
     emit(
-        args.out.as_ref(),
+        args.common.out.as_ref(),
         certassert::pem::encode("CERTIFICATE REQUEST", &der).as_bytes(),
-        args.force,
+        args.common.force,
     )?;
     Ok(ExitCode::SUCCESS)
 }
