@@ -19,7 +19,7 @@ set -euo pipefail
     GROUP_bench=(hyperfine)
     # Later backends (not installed by default; pass the group name to install them):
     GROUP_pkcs11=(softhsm2 opensc)
-    GROUP_tpm=(swtpm swtpm-tools tpm2-tools libtss2-dev)
+    GROUP_tpm=(swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev)
     GROUP_lint=(shellcheck)
 }
 # -----------------------------------------------------------------------------------

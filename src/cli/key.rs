@@ -53,13 +53,17 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
             )
         }
         other => {
-            // Opening says which backend this build lacks.
-            certassert::signer::open(other)?;
-            return Err(format!(
-                "generating {} keys is not supported by this build",
-                other.backend()
-            )
-            .into());
+            let signer = certassert::signer::generate(other, args.bits, args.label.as_deref())?;
+            let spki = signer.public_key_der();
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
+            eprintln!(
+                "made a {}-bit RSA key in {} (public key SHA-256 {})\nnext: certassert cert create --key '{}' --subject CN=my-app --out app.cert.pem",
+                args.bits,
+                other.backend(),
+                certassert::encoding::hex(digest.as_ref(), false),
+                args.key.key.as_deref().unwrap_or("$CERTASSERT_KEY"),
+            );
+            return Ok(ExitCode::SUCCESS);
         }
     };
     if args.label.is_some() {

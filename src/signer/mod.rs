@@ -3,7 +3,11 @@
 //! behind it; this module holds the trait, the algorithm names, the shared error type and
 //! the dispatch from a [`KeyRef`] to a backend.
 
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod software;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 pub use software::{generate_software_key, SoftwareSigner};
 
@@ -131,19 +135,91 @@ pub fn open(key: &KeyRef) -> Result<Box<dyn Signer>, Error> {
             path,
             password.as_ref(),
         )?)),
-        KeyRef::Pkcs11(_) => Err(Error::BackendMissing {
-            what: "pkcs11:",
-            feature: "pkcs11",
-        }),
-        KeyRef::Piv(_) => Err(Error::BackendMissing {
-            what: "piv:",
-            feature: "pkcs11",
-        }),
-        KeyRef::Tpm(_) => Err(Error::BackendMissing {
-            what: "tpm:",
-            feature: "tpm",
-        }),
+        KeyRef::Pkcs11(uri) => open_pkcs11(uri),
+        KeyRef::Piv(uri) => open_piv(uri),
+        KeyRef::Tpm(uri) => open_tpm(uri),
     }
+}
+
+/// Generate an RSA key pair inside the token or TPM a reference names, and open it.
+/// Key files are written by the caller from [`generate_software_key`].
+///
+/// # Errors
+/// The reference names a key file, the backend is not part of this build, the slot or
+/// handle is taken, or the device refused.
+pub fn generate(key: &KeyRef, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+    match key {
+        KeyRef::File { .. } => Err(Error::Generate(
+            "signer::generate makes keys in hardware; write key files from generate_software_key"
+                .into(),
+        )),
+        KeyRef::Pkcs11(uri) => generate_pkcs11(uri, bits, label),
+        KeyRef::Piv(_) => Err(Error::Generate(
+            "generate PIV keys with the card's own tool (ykman piv keys generate --algorithm RSA2048 9c …), then use piv:9c".into(),
+        )),
+        KeyRef::Tpm(uri) => generate_tpm(uri, bits, label),
+    }
+}
+
+// ---- backend arms: each compiles to "rebuild with --features …" without its backend ----
+
+#[cfg(feature = "pkcs11")]
+fn open_pkcs11(uri: &str) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(pkcs11::Pkcs11Signer::open(uri)?))
+}
+
+#[cfg(feature = "pkcs11")]
+fn open_piv(uri: &str) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(pkcs11::Pkcs11Signer::open_piv(uri)?))
+}
+
+#[cfg(feature = "pkcs11")]
+fn generate_pkcs11(uri: &str, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(pkcs11::generate(uri, bits, label)?))
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn open_pkcs11(_: &str) -> Result<Box<dyn Signer>, Error> {
+    Err(Error::BackendMissing {
+        what: "pkcs11:",
+        feature: "pkcs11",
+    })
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn open_piv(_: &str) -> Result<Box<dyn Signer>, Error> {
+    Err(Error::BackendMissing {
+        what: "piv:",
+        feature: "pkcs11",
+    })
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn generate_pkcs11(_: &str, _: usize, _: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+    open_pkcs11("")
+}
+
+#[cfg(feature = "tpm")]
+fn open_tpm(uri: &str) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(tpm::TpmSigner::open(uri)?))
+}
+
+#[cfg(feature = "tpm")]
+fn generate_tpm(uri: &str, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(tpm::generate(uri, bits, label)?))
+}
+
+#[cfg(not(feature = "tpm"))]
+fn open_tpm(_: &str) -> Result<Box<dyn Signer>, Error> {
+    Err(Error::BackendMissing {
+        what: "tpm:",
+        feature: "tpm",
+    })
+}
+
+#[cfg(not(feature = "tpm"))]
+fn generate_tpm(_: &str, _: usize, _: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+    open_tpm("")
 }
 
 /// Verify a signature against a SubjectPublicKeyInfo. Used to check a backend's output
