@@ -3,6 +3,7 @@
 use super::{print, write_new, KeyArg, Result};
 use certassert::cert::{self, Certificate};
 use certassert::encoding::{rfc3339, unix_now};
+use certassert::keyref::KeyRef;
 use certassert::Algorithm;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -58,7 +59,7 @@ pub struct CreateArgs {
     /// Days of validity from now
     #[arg(long, default_value_t = 365)]
     days: u32,
-    /// Also store the certificate beside its key in the token (pkcs11:, piv:)
+    /// Store the certificate on the token beside its key (pkcs11:, piv:); prints the PEM only with --out
     #[arg(long)]
     store: bool,
 }
@@ -108,8 +109,8 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
     let keyref = common.key.keyref()?;
     let signer = certassert::signer::open(&keyref)?;
-    if args.store {
-        return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file, use --out".into());
+    if args.store && !matches!(keyref, KeyRef::Pkcs11(_) | KeyRef::Piv(_)) {
+        return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }
     let cert = cert::create_self_signed(
         signer.as_ref(),
@@ -118,7 +119,13 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
         args.days,
         unix_now(),
     )?;
-    emit(common.out.as_ref(), cert.to_pem().as_bytes(), common.force)?;
+    if args.store {
+        signer.store_certificate(cert.der())?;
+        eprintln!("stored the certificate on the token beside its key (same CKA_ID); later commands find it without --cert");
+    }
+    if !args.store || common.out.is_some() {
+        emit(common.out.as_ref(), cert.to_pem().as_bytes(), common.force)?;
+    }
     eprintln!(
         "created {} valid until {}\n  thumbprint {} (as the portal shows it)\n  x5t        {}\nnext: upload {} under App registrations > Certificates & secrets, or: certassert cert manifest --cert …",
         cert.subject(),

@@ -83,6 +83,17 @@ pub trait Signer: fmt::Debug + Send + Sync {
     fn chain_der(&self) -> &[Vec<u8>] {
         &[]
     }
+
+    /// Store `cert_der` beside the key (a PKCS#11 certificate object with the key's
+    /// CKA_ID), so later opens find it.
+    ///
+    /// # Errors
+    /// The backend has no place for certificates (key files, TPM), the certificate is for
+    /// another key, or a different certificate is stored there already.
+    fn store_certificate(&self, cert_der: &[u8]) -> Result<(), Error> {
+        let _ = cert_der;
+        Err(Error::StoreUnsupported)
+    }
 }
 
 /// Why a key could not be opened or could not sign.
@@ -122,6 +133,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Generate(String),
+    #[error("this key's backend has no place to store a certificate (only pkcs11: and piv: tokens do); write it to a file with --out instead")]
+    StoreUnsupported,
+    #[cfg(feature = "pkcs11")]
+    #[error(transparent)]
+    Pkcs11(#[from] pkcs11::Pkcs11Error),
 }
 
 /// Open the key a reference names.

@@ -1,0 +1,214 @@
+//! Key and certificate management on a token: generating an RSA key pair that can never
+//! leave it (sensitive, non-extractable), and storing a certificate object beside its
+//! key under the same CKA_ID so that later opens find it.
+
+use super::objects::{self, FoundKey};
+use super::sign::Pkcs11Signer;
+use super::token::Token;
+use super::uri::{piv_labels, Pkcs11Uri};
+use super::{id_text, uri_escape, Pkcs11Error};
+use crate::der;
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, CertificateType, ObjectClass};
+
+/// Generate an RSA key pair in the token a `pkcs11:` URI names: CKA_TOKEN, CKA_PRIVATE,
+/// CKA_SENSITIVE, CKA_EXTRACTABLE=false, CKA_SIGN; the label from `object=` (or
+/// `label`), the id from `id=` or 8 random bytes. Returns the opened key.
+///
+/// # Errors
+/// No label was given, a key with that label or id exists already (nothing is
+/// overwritten), the token cannot generate RSA keys, or generation failed.
+pub fn generate(uri: &str, bits: usize, label: Option<&str>) -> Result<Pkcs11Signer, Pkcs11Error> {
+    let parsed = Pkcs11Uri::parse(uri)?;
+    let shown = Pkcs11Uri::display(uri);
+    let label = match (parsed.object.as_deref(), label) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Pkcs11Error::Key(format!(
+                "{shown} says object={a} but --label says {b}; give the label once"
+            )))
+        }
+        (Some(a), _) | (None, Some(a)) => a.to_string(),
+        (None, None) => {
+            return Err(Pkcs11Error::Key(format!(
+                "{shown}: name the new key with object=NAME in the URI (or --label NAME), so it can be found again"
+            )))
+        }
+    };
+    if !matches!(bits, 2048 | 3072 | 4096) {
+        return Err(Pkcs11Error::Key(format!(
+            "--bits {bits}: choose 2048, 3072 or 4096"
+        )));
+    }
+    let id = parsed
+        .id
+        .clone()
+        .unwrap_or_else(|| crate::encoding::random::<8>().to_vec());
+    let token = Token::open(&parsed, shown, true)?;
+    if !token
+        .mechanisms()?
+        .contains(&MechanismType::RSA_PKCS_KEY_PAIR_GEN)
+    {
+        return Err(Pkcs11Error::Key(format!(
+            "token \"{}\" cannot generate RSA key pairs (no CKM_RSA_PKCS_KEY_PAIR_GEN)",
+            token.label
+        )));
+    }
+    let handle = token.with_keeper(|s| {
+        for (what, attr) in [
+            ("labelled", Attribute::Label(label.as_bytes().to_vec())),
+            ("with id", Attribute::Id(id.clone())),
+        ] {
+            let existing = s
+                .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), attr])
+                .map_err(Pkcs11Error::call("searching the token for existing keys"))?;
+            if !existing.is_empty() {
+                let value = if what == "labelled" {
+                    label.clone()
+                } else {
+                    id_text(&id)
+                };
+                return Err(Pkcs11Error::Key(format!(
+                    "token \"{}\" already holds a private key {what} {value}; nothing was generated (keys are never overwritten): choose another object=/id=, or delete the old key first; {}",
+                    token.label,
+                    objects::list_keys(s)
+                )));
+            }
+        }
+        let modulus_bits = u64::try_from(bits).expect("2048..4096 fits").into();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::ModulusBits(modulus_bits),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+            .map(|(_, private)| private)
+            .map_err(Pkcs11Error::call(format!(
+                "generating an RSA-{bits} key pair on token \"{}\"",
+                token.label
+            )))
+    })?;
+    let key = FoundKey {
+        handle,
+        label,
+        id,
+        always_authenticate: false,
+    };
+    Pkcs11Signer::from_found(token, key, shown, None)
+}
+
+impl Pkcs11Signer {
+    /// The URI path that names this key exactly (token label, object label and id).
+    pub fn uri_path(&self) -> String {
+        format!(
+            "pkcs11:token={};object={};id={}",
+            uri_escape(&self.token.label),
+            uri_escape(&self.key.label),
+            id_text(&self.key.id)
+        )
+    }
+
+    /// Store `cert_der` on the token beside this key: CKO_CERTIFICATE, CKC_X_509, with
+    /// the key's CKA_ID and label (for PIV slots, ykcs11's certificate label).
+    ///
+    /// # Errors
+    /// The certificate is for another key, a different certificate already sits under
+    /// this id (it is not replaced), or the token refused to create the object.
+    pub fn store(&self, cert_der: &[u8]) -> Result<(), Pkcs11Error> {
+        let names = name_fields(cert_der).ok_or_else(|| {
+            Pkcs11Error::Key("the certificate to store is not a parsable X.509 certificate".into())
+        })?;
+        let spki = der::certificate_spki(cert_der).unwrap_or_default();
+        if !objects::same_rsa_key(spki, &self.spki) {
+            return Err(Pkcs11Error::Key(format!(
+                "the certificate is for another key than {}; nothing was stored",
+                self.shown
+            )));
+        }
+        let existing = self
+            .token
+            .with_keeper(|s| objects::certificates_with_id(s, &self.key.id))?;
+        if existing.iter().any(|(_, der)| der == cert_der) {
+            return Ok(());
+        }
+        if !existing.is_empty() {
+            return Err(Pkcs11Error::Key(format!(
+                "token \"{}\" already holds a different certificate with id={}; it was left in place. Remove it first (pkcs11-tool --module MODULE --login --delete-object --type cert --id {}), then store again",
+                self.token.label,
+                id_text(&self.key.id),
+                crate::encoding::hex(&self.key.id, false)
+            )));
+        }
+        let label = match &self.piv_slot {
+            Some(slot) => piv_labels(slot).1,
+            None => self.key.label.clone(),
+        };
+        let session =
+            self.token
+                .ctx
+                .open_rw_session(self.token.slot)
+                .map_err(Pkcs11Error::call(format!(
+                    "opening a read-write session on token \"{}\" (is it write-protected?)",
+                    self.token.label
+                )))?;
+        session
+            .create_object(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(CertificateType::X_509),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Modifiable(true),
+                Attribute::Label(label.into_bytes()),
+                Attribute::Id(self.key.id.clone()),
+                Attribute::Subject(names.subject),
+                Attribute::Issuer(names.issuer),
+                Attribute::SerialNumber(names.serial),
+                Attribute::Value(cert_der.to_vec()),
+            ])
+            .map_err(Pkcs11Error::call(format!(
+                "storing the certificate on token \"{}\"",
+                self.token.label
+            )))?;
+        Ok(())
+    }
+}
+
+struct NameFields {
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    serial: Vec<u8>,
+}
+
+/// The DER subject, issuer and serial number (whole TLVs) of a certificate.
+fn name_fields(cert: &[u8]) -> Option<NameFields> {
+    let (certificate, _) = der::expect(cert, der::SEQUENCE)?;
+    let (tbs, _) = der::expect(certificate.value, der::SEQUENCE)?;
+    let mut rest = tbs.value;
+    if rest.first() == Some(&0xa0) {
+        rest = der::read(rest)?.1; // [0] version
+    }
+    let (serial, rest) = der::expect(rest, der::INTEGER)?;
+    let (_signature_alg, rest) = der::expect(rest, der::SEQUENCE)?;
+    let (issuer, rest) = der::expect(rest, der::SEQUENCE)?;
+    let (_validity, rest) = der::expect(rest, der::SEQUENCE)?;
+    let (subject, _) = der::expect(rest, der::SEQUENCE)?;
+    Some(NameFields {
+        subject: subject.raw.to_vec(),
+        issuer: issuer.raw.to_vec(),
+        serial: serial.raw.to_vec(),
+    })
+}

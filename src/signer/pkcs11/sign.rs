@@ -1,0 +1,293 @@
+//! [`Pkcs11Signer`]: the [`Signer`] over a token key. RS256 uses `CKM_SHA256_RSA_PKCS`,
+//! PS256 `CKM_SHA256_RSA_PKCS_PSS` (salt 32); a token without them gets `CKM_RSA_PKCS`
+//! over a DigestInfo, or `CKM_RSA_PKCS_PSS` over a digest, computed on the host. Keys with
+//! CKA_ALWAYS_AUTHENTICATE (PIV slot 9c) sign as C_SignInit → C_Login(CONTEXT_SPECIFIC)
+//! → C_SignUpdate → C_SignFinal, which the one-shot C_Sign cannot do.
+
+use super::objects::{self, FoundKey};
+use super::token::Token;
+use super::uri::{piv_labels, Pkcs11Uri};
+use super::{id_text, Pkcs11Error};
+use crate::signer::{Algorithm, Error, Signer};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::session::Session;
+
+/// DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2 note 1).
+const SHA256_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+/// How one algorithm is produced on this token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The token hashes (CKM_SHA256_RSA_PKCS / CKM_SHA256_RSA_PKCS_PSS).
+    TokenHashes,
+    /// The host hashes; the token does raw PKCS#1 v1.5 / PSS over the digest.
+    HostHashes,
+}
+
+/// A private key in a PKCS#11 token.
+#[derive(Debug)]
+pub struct Pkcs11Signer {
+    pub(super) token: Token,
+    pub(super) key: FoundKey,
+    pub(super) spki: Vec<u8>,
+    cert: Option<Vec<u8>>,
+    algorithms: Vec<Algorithm>,
+    rs256: Route,
+    ps256: Option<Route>,
+    /// The reference without its query, for messages.
+    pub(super) shown: String,
+    /// Set for piv: references (the slot, e.g. "9c").
+    pub(super) piv_slot: Option<String>,
+}
+
+impl Pkcs11Signer {
+    /// Open the key a `pkcs11:` URI names.
+    ///
+    /// # Errors
+    /// See [`Pkcs11Error`]: module, token, PIN, key lookup, or a certificate stored with
+    /// the key that does not belong to it.
+    pub fn open(uri: &str) -> Result<Self, Pkcs11Error> {
+        Self::open_parsed(&Pkcs11Uri::parse(uri)?, Pkcs11Uri::display(uri), false)
+    }
+
+    /// Open the key in a YubiKey PIV slot (`piv:9c…`) through ykcs11.
+    ///
+    /// # Errors
+    /// As [`Pkcs11Signer::open`]; an empty slot says how to fill it.
+    pub fn open_piv(uri: &str) -> Result<Self, Pkcs11Error> {
+        let parsed = Pkcs11Uri::parse_piv(uri)?;
+        let shown = Pkcs11Uri::display(uri);
+        Self::open_parsed(&parsed, shown, false).map_err(|e| match e {
+            Pkcs11Error::Key(msg) if msg.starts_with("no private key") => {
+                let slot = parsed.piv_slot.as_deref().unwrap_or("9c");
+                Pkcs11Error::Key(format!(
+                    "PIV slot {slot} holds no key ({}); put an RSA key there: ykman piv keys generate --algorithm RSA2048 {slot} pub.pem (Entra rejects the EC P-256 default)",
+                    piv_labels(slot).0
+                ))
+            }
+            other => other,
+        })
+    }
+
+    pub(super) fn open_parsed(uri: &Pkcs11Uri, shown: &str, rw: bool) -> Result<Self, Pkcs11Error> {
+        let token = Token::open(uri, shown, rw)?;
+        let key = objects::find_key(&token, uri, shown)?;
+        Self::from_found(token, key, shown, uri.piv_slot.clone())
+    }
+
+    pub(super) fn from_found(
+        token: Token,
+        key: FoundKey,
+        shown: &str,
+        piv_slot: Option<String>,
+    ) -> Result<Self, Pkcs11Error> {
+        let (spki, certs) = token.with_keeper(|s| {
+            Ok::<_, Pkcs11Error>((
+                objects::public_key(s, &key)?,
+                objects::certificates_with_id(s, &key.id)?,
+            ))
+        })?;
+        let bits = crate::der::rsa_public_numbers(&spki)
+            .map(|(n, _)| crate::der::integer_bits(n))
+            .unwrap_or(0);
+        if bits < 2048 {
+            return Err(Pkcs11Error::Key(format!(
+                "{shown}: the RSA key is {bits} bits; Entra ID requires at least 2048"
+            )));
+        }
+        let cert = match certs.as_slice() {
+            [] => None,
+            _ => match certs
+                .iter()
+                .find(|(_, der)| cert_matches(der, &spki))
+            {
+                Some((_, der)) => Some(der.clone()),
+                None => {
+                    return Err(Pkcs11Error::Key(format!(
+                        "{shown}: the certificate stored with id={} does not belong to this key (Entra would answer AADSTS700027); replace it (certassert cert create --key … --store) or pass --cert",
+                        id_text(&key.id)
+                    )))
+                }
+            },
+        };
+        let mechanisms = token.mechanisms()?;
+        let has = |m: MechanismType| mechanisms.contains(&m);
+        let rs256 = if has(MechanismType::SHA256_RSA_PKCS) {
+            Route::TokenHashes
+        } else if has(MechanismType::RSA_PKCS) {
+            Route::HostHashes
+        } else {
+            return Err(Pkcs11Error::Key(format!(
+                "token \"{}\" offers neither CKM_SHA256_RSA_PKCS nor CKM_RSA_PKCS, so it cannot make an RS256 signature",
+                token.label
+            )));
+        };
+        let ps256 = if has(MechanismType::SHA256_RSA_PKCS_PSS) {
+            Some(Route::TokenHashes)
+        } else if has(MechanismType::RSA_PKCS_PSS) {
+            Some(Route::HostHashes)
+        } else {
+            None
+        };
+        let mut algorithms = vec![Algorithm::Rs256];
+        if ps256.is_some() {
+            algorithms.push(Algorithm::Ps256);
+        }
+        Ok(Self {
+            token,
+            key,
+            spki,
+            cert,
+            algorithms,
+            rs256,
+            ps256,
+            shown: shown.to_string(),
+            piv_slot,
+        })
+    }
+
+    /// The key's CKA_ID.
+    pub fn id(&self) -> &[u8] {
+        &self.key.id
+    }
+
+    /// The key's CKA_LABEL.
+    pub fn label(&self) -> &str {
+        &self.key.label
+    }
+
+    /// Whether the key needs a context-specific login for every signature.
+    pub fn always_authenticate(&self) -> bool {
+        self.key.always_authenticate
+    }
+
+    fn mechanism(
+        &self,
+        alg: Algorithm,
+        message: &[u8],
+    ) -> Result<(Mechanism<'static>, Vec<u8>), Error> {
+        let pss = PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32.into(),
+        };
+        let digest = || aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+        Ok(match (alg, self.rs256, self.ps256) {
+            (Algorithm::Rs256, Route::TokenHashes, _) => {
+                (Mechanism::Sha256RsaPkcs, message.to_vec())
+            }
+            (Algorithm::Rs256, Route::HostHashes, _) => {
+                let mut data = SHA256_DIGEST_INFO.to_vec();
+                data.extend_from_slice(digest().as_ref());
+                (Mechanism::RsaPkcs, data)
+            }
+            (Algorithm::Ps256, _, Some(Route::TokenHashes)) => {
+                (Mechanism::Sha256RsaPkcsPss(pss), message.to_vec())
+            }
+            (Algorithm::Ps256, _, Some(Route::HostHashes)) => {
+                (Mechanism::RsaPkcsPss(pss), digest().as_ref().to_vec())
+            }
+            (Algorithm::Ps256, _, None) => return Err(Error::AlgorithmUnavailable { alg }),
+        })
+    }
+
+    fn sign_once(
+        &self,
+        session: &Session,
+        mechanism: &Mechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        if !self.key.always_authenticate {
+            return session
+                .sign(mechanism, self.key.handle, data)
+                .map_err(Failure::Ck);
+        }
+        session
+            .sign_init(mechanism, self.key.handle)
+            .map_err(Failure::Ck)?;
+        self.token.context_login(session).map_err(Failure::Login)?;
+        session.sign_update(data).map_err(Failure::Ck)?;
+        session.sign_final().map_err(Failure::Ck)
+    }
+}
+
+enum Failure {
+    Ck(CkError),
+    Login(Pkcs11Error),
+}
+
+fn cert_matches(der: &[u8], spki: &[u8]) -> bool {
+    crate::der::certificate_spki(der).is_some_and(|c| objects::same_rsa_key(c, spki))
+}
+
+impl Signer for Pkcs11Signer {
+    fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let (mechanism, data) = self.mechanism(alg, message)?;
+        let mut logged_in_again = false;
+        let mut new_session = false;
+        loop {
+            let session = self.token.session()?;
+            match self.sign_once(&session, &mechanism, &data) {
+                Ok(signature) => {
+                    self.token.give_back(session);
+                    return Ok(signature);
+                }
+                // A failed operation may leave the session mid-operation: close it.
+                Err(Failure::Login(e)) => return Err(e.into()),
+                Err(Failure::Ck(CkError::Pkcs11(RvError::UserNotLoggedIn, _)))
+                    if !logged_in_again =>
+                {
+                    drop(session);
+                    logged_in_again = true;
+                    self.token.relogin()?;
+                }
+                Err(Failure::Ck(CkError::Pkcs11(
+                    RvError::SessionHandleInvalid | RvError::SessionClosed,
+                    _,
+                ))) if !new_session => {
+                    drop(session);
+                    new_session = true;
+                }
+                Err(Failure::Ck(e)) => {
+                    let hint = match &e {
+                        CkError::Pkcs11(RvError::DeviceRemoved | RvError::TokenNotPresent, _) => {
+                            " (the token was removed: reinsert it and run again)"
+                        }
+                        CkError::Pkcs11(RvError::KeyFunctionNotPermitted, _) => {
+                            " (the key's attributes forbid signing)"
+                        }
+                        _ => "",
+                    };
+                    return Err(Error::Sign {
+                        backend: "pkcs11",
+                        detail: format!(
+                            "{alg} with {} on token \"{}\": {e}{hint}",
+                            self.shown, self.token.label
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn certificate_der(&self) -> Option<&[u8]> {
+        self.cert.as_deref()
+    }
+
+    fn store_certificate(&self, cert_der: &[u8]) -> Result<(), Error> {
+        self.store(cert_der).map_err(Error::from)
+    }
+}
