@@ -130,6 +130,56 @@ section_cli() {
     row "certassert assertion CLI latency, ms" "$mean_ms" " " "mean; process start to JWT"
 }
 
+# PKCS#11 on a throwaway SoftHSM2 token (softhsm/provision.sh): certassert's signer
+# (session pool, mechanism choice, login handling) against a raw cryptoki loop that
+# reuses one session per thread, with 1 and 2 threads, alternating for $ROUNDS rounds;
+# then one `certassert assertion` process against one `pkcs11-tool --sign` process.
+section_pkcs11() {
+    local dir round mode threads out value csv
+    local -A best=([certassert1]=0 [certassert2]=0 [raw1]=0 [raw2]=0)
+    make_tmpdir dir
+    local bin="$PWD/target/release/certassert"
+    softhsm/provision.sh "$dir/hsm" --key bench --certassert "$bin" >"$dir/env" ||
+        die "softhsm/provision.sh failed"
+    export SOFTHSM2_CONF="$dir/hsm/softhsm2.conf"
+    local module=/usr/lib/softhsm/libsofthsm2.so
+    local uri="pkcs11:token=certassert;object=bench?module-path=$module&pin-source=file:$dir/hsm/pin"
+
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for threads in 1 2; do
+            for mode in raw certassert; do
+                header "[$round/$ROUNDS] examples/pkcs11_bench $mode, $threads thread(s), ${SECONDS_PER_RUN} s (SoftHSM2, RS256)"
+                out="$(target/release/examples/pkcs11_bench "$mode" "$threads" "$SECONDS_PER_RUN" "$uri")" ||
+                    die "pkcs11_bench $mode failed"
+                printf '%s\n' "$out"
+                value="$(number "$mode $threads-thread signs/s" "$(awk '{ print $NF; exit }' <<<"$out")")"
+                best[$mode$threads]="$(max "${best[$mode$threads]}" "$value")"
+            done
+        done
+    done
+    row "pkcs11 certassert signs/s, 1 thread" "${best[certassert1]}"
+    row "pkcs11 raw cryptoki signs/s, 1 thread" "${best[raw1]}"
+    row "ratio certassert / raw, 1 thread" "$(ratio "${best[certassert1]}" "${best[raw1]}")" "×" "target ≥ 0.95×"
+    row "pkcs11 certassert signs/s, 2 threads" "${best[certassert2]}"
+    row "pkcs11 raw cryptoki signs/s, 2 threads" "${best[raw2]}"
+    row "ratio certassert 2 threads / 1 thread" "$(ratio "${best[certassert2]}" "${best[certassert1]}")" "×" "target ≥ 1.8× (needs 2 idle cores)"
+    row "ratio raw 2 threads / 1 thread" "$(ratio "${best[raw2]}" "${best[raw1]}")" "×" "what the module allows"
+
+    header "hyperfine: certassert assertion --key pkcs11:… vs pkcs11-tool --sign (one process each)"
+    head -c 400 /dev/urandom >"$dir/msg"
+    csv="$dir/hyperfine-pkcs11.csv"
+    PIN_FILE="$dir/hsm/pin" hyperfine --warmup 3 --min-runs 20 --export-csv "$csv" \
+        "'$bin' assertion --key '$uri' --tenant contoso.onmicrosoft.com --client-id 11111111-2222-3333-4444-555555555555" \
+        "PIN=\$(cat \"\$PIN_FILE\") pkcs11-tool --module $module --token-label certassert --login --pin env:PIN --sign --mechanism SHA256-RSA-PKCS --label bench -i '$dir/msg' -o '$dir/sig'" \
+        || die "hyperfine failed"
+    local ours theirs
+    ours="$(number "hyperfine mean" "$(awk -F, 'NR == 2 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    theirs="$(number "hyperfine mean" "$(awk -F, 'NR == 3 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    row "certassert assertion (pkcs11) CLI, ms" "$ours" " " "mean; process start to JWT"
+    row "pkcs11-tool --sign CLI, ms" "$theirs" " " "mean; includes a shell for the PIN"
+    row "ratio pkcs11-tool / certassert time" "$(ratio "$theirs" "$ours")" "×" "target > 1.00× (certassert faster)"
+}
+
 # The same two measurements under criterion's statistics (optional: slower).
 section_criterion() {
     header "cargo bench --bench assertion (criterion)"
@@ -167,11 +217,12 @@ main() {
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
     header "Installing missing system packages (ci/install-deps.sh bench)"
-    ci/install-deps.sh bench
+    ci/install-deps.sh bench pkcs11
 
     section_build
     section_software
     section_cli
+    section_pkcs11
     if ((RUN_CRITERION)); then
         section_criterion
     fi

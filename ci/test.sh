@@ -33,7 +33,7 @@ ensure_components() {
 }
 
 step "Installing system packages (ci/install-deps.sh)"
-ci/install-deps.sh
+ci/install-deps.sh pkcs11
 
 step "Toolchain"
 rustc --version
