@@ -2,7 +2,6 @@
 //! or a custom host (env `AZURE_AUTHORITY_HOST`), v2 (`scope`) or v1 (`resource`), or an
 //! explicit token URL for any RFC 7523 server.
 
-use super::request::Target;
 use crate::assertion::{self, EndpointVersion};
 
 /// The public cloud (the default).
@@ -14,7 +13,7 @@ pub const AUTHORITY_CHINA: &str = "https://login.chinacloudapi.cn";
 
 /// The token endpoint to post to (and the assertion's `aud`): `token_url` when given,
 /// else `{authority_host}/{tenant}/oauth2/v2.0/token` for scopes or
-/// `{authority_host}/{tenant}/oauth2/token` for a resource.
+/// `{authority_host}/{tenant}/oauth2/token` for a resource ([`Target::version`]).
 ///
 /// # Errors
 /// Plain http to a non-loopback host, a missing or multi-tenant tenant, a bad URL.
@@ -22,43 +21,40 @@ pub fn endpoint(
     authority_host: &str,
     tenant: Option<&str>,
     token_url: Option<&str>,
-    target: &Target,
+    version: EndpointVersion,
 ) -> Result<String, assertion::Error> {
     if let Some(url) = token_url {
         assertion::check_url("--token-url", url)?;
         return Ok(url.to_string());
     }
-    let version = match target {
-        Target::Scopes(_) => EndpointVersion::V2,
-        Target::Resource(_) => EndpointVersion::V1,
-    };
     assertion::token_endpoint(authority_host, tenant.unwrap_or_default(), version)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entra::Target;
 
     #[test]
     fn v1_for_resource_v2_for_scopes_token_url_wins() {
         let s = Target::Scopes(vec!["https://graph.microsoft.com/.default".into()]);
         let r = Target::Resource("https://vault.azure.net".into());
         assert_eq!(
-            endpoint(AUTHORITY_US_GOVERNMENT, Some("t"), None, &s).unwrap(),
+            endpoint(AUTHORITY_US_GOVERNMENT, Some("t"), None, s.version()).unwrap(),
             "https://login.microsoftonline.us/t/oauth2/v2.0/token"
         );
         assert_eq!(
-            endpoint(AUTHORITY_CHINA, Some("t"), None, &r).unwrap(),
+            endpoint(AUTHORITY_CHINA, Some("t"), None, r.version()).unwrap(),
             "https://login.chinacloudapi.cn/t/oauth2/token"
         );
         assert_eq!(
-            endpoint(AUTHORITY_PUBLIC, None, Some("https://idp.example/token"), &s).unwrap(),
+            endpoint(AUTHORITY_PUBLIC, None, Some("https://idp.example/token"), s.version()).unwrap(),
             "https://idp.example/token"
         );
-        let e = endpoint("http://login.example.com", Some("t"), None, &s).unwrap_err();
+        let e = endpoint("http://login.example.com", Some("t"), None, s.version()).unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
-        let e = endpoint(AUTHORITY_PUBLIC, None, Some("http://10.0.0.1/token"), &s).unwrap_err();
+        let e = endpoint(AUTHORITY_PUBLIC, None, Some("http://10.0.0.1/token"), s.version()).unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
-        assert!(endpoint(AUTHORITY_PUBLIC, Some("common"), None, &s).is_err());
+        assert!(endpoint(AUTHORITY_PUBLIC, Some("common"), None, s.version()).is_err());
     }
 }

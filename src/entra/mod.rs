@@ -48,6 +48,8 @@ pub struct Outcome {
     pub cached: bool,
     /// HTTP requests sent (0 on a cache hit).
     pub attempts: u32,
+    /// Something the caller may want to show (the cache could not be written).
+    pub warning: Option<String>,
 }
 
 /// Gets tokens: one HTTP client (built on first use, so a cache hit never loads TLS
@@ -101,6 +103,7 @@ impl Client {
                     token,
                     cached: true,
                     attempts: 0,
+                    warning: None,
                 });
             }
         }
@@ -117,14 +120,18 @@ impl Client {
                 assertion::build(credential.signer, credential.chain, &params, unix_now())?;
             Ok(request.form(&jwt))
         }, unix_now)?;
+        let mut warning = None;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            // Best effort: a read-only or full disk must not cost the caller its token.
-            let _ = cache.put(key, &token);
+            // A read-only or full disk must not cost the caller its token.
+            if let Err(e) = cache.put(key, &token) {
+                warning = Some(format!("token not cached in {}: {e}", cache.dir().display()));
+            }
         }
         Ok(Outcome {
             token,
             cached: false,
             attempts,
+            warning,
         })
     }
 }

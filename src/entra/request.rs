@@ -20,6 +20,16 @@ pub enum Target {
     Resource(String),
 }
 
+impl Target {
+    /// v2 for scopes, v1 for a resource.
+    pub fn version(&self) -> crate::assertion::EndpointVersion {
+        match self {
+            Self::Scopes(_) => crate::assertion::EndpointVersion::V2,
+            Self::Resource(_) => crate::assertion::EndpointVersion::V1,
+        }
+    }
+}
+
 /// The OAuth 2.0 grant.
 #[derive(Debug, Clone)]
 pub enum Grant {
