@@ -106,7 +106,12 @@ print(c['jti'])
         .spawn()
         .expect("/usr/bin/python3 with python3-jwt (ci/install-deps.sh)");
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(jwt.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(jwt.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -122,7 +127,7 @@ fn issued_claims(running: &Running, token: &str) -> Value {
     rsa_crate_verify(
         running.signing_key_spki(),
         Algorithm::Rs256,
-        token[..parts[0].len() + 1 + parts[1].len()].as_bytes(),
+        &token.as_bytes()[..parts[0].len() + 1 + parts[1].len()],
         &b64url_decode(parts[2]),
     )
     .expect("the access token verifies with the emulator's key");
@@ -135,7 +140,9 @@ fn client_credentials_v2_sends_the_exact_form_and_a_valid_assertion() {
     let running = start(&[&f.app], Some(TENANT), false);
     let client = Client::new(quick(), None);
     let req = request(&running, graph(), Grant::ClientCredentials);
-    let out = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    let out = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     assert!(!out.cached);
     assert_eq!(out.attempts, 1);
     let log = running.requests();
@@ -144,10 +151,19 @@ fn client_credentials_v2_sends_the_exact_form_and_a_valid_assertion() {
     assert_eq!(r.path, format!("/{TENANT}/oauth2/v2.0/token"));
     assert_eq!(
         fields(r),
-        ["client_id", "client_assertion_type", "client_assertion", "grant_type", "scope"]
+        [
+            "client_id",
+            "client_assertion_type",
+            "client_assertion",
+            "grant_type",
+            "scope"
+        ]
     );
     assert_eq!(r.field("client_id"), Some(CLIENT));
-    assert_eq!(r.field("client_assertion_type"), Some(CLIENT_ASSERTION_TYPE));
+    assert_eq!(
+        r.field("client_assertion_type"),
+        Some(CLIENT_ASSERTION_TYPE)
+    );
     assert_eq!(r.field("grant_type"), Some("client_credentials"));
     assert_eq!(r.field("scope"), Some(GRAPH));
     let jwt = r.field("client_assertion").unwrap();
@@ -173,12 +189,25 @@ fn every_request_carries_a_fresh_assertion() {
     let client = Client::new(quick(), None);
     let req = request(&running, graph(), Grant::ClientCredentials);
     for _ in 0..3 {
-        client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+        client
+            .acquire(&f.credential(Algorithm::Rs256), &req)
+            .unwrap();
     }
     let jtis: std::collections::HashSet<String> = running
         .requests()
         .iter()
-        .map(|r| decode(r.field("client_assertion").unwrap().split('.').nth(1).unwrap())["jti"].as_str().unwrap().to_string())
+        .map(|r| {
+            decode(
+                r.field("client_assertion")
+                    .unwrap()
+                    .split('.')
+                    .nth(1)
+                    .unwrap(),
+            )["jti"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(jtis.len(), 3);
 }
@@ -189,8 +218,13 @@ fn ps256_names_the_certificate_by_x5t_s256_and_keeps_a_32_byte_salt() {
     let running = start(&[&f.app], None, false);
     let client = Client::new(quick(), None);
     let req = request(&running, graph(), Grant::ClientCredentials);
-    client.acquire(&f.credential(Algorithm::Ps256), &req).unwrap();
-    let jwt = running.requests()[0].field("client_assertion").unwrap().to_string();
+    client
+        .acquire(&f.credential(Algorithm::Ps256), &req)
+        .unwrap();
+    let jwt = running.requests()[0]
+        .field("client_assertion")
+        .unwrap()
+        .to_string();
     let parts: Vec<&str> = jwt.split('.').collect();
     let header = decode(parts[0]);
     let (_, sha256) = openssl_fingerprint(&f.app.cert, "sha256");
@@ -199,7 +233,7 @@ fn ps256_names_the_certificate_by_x5t_s256_and_keeps_a_32_byte_salt() {
     rsa_crate_verify(
         f.chain[0].spki_der(),
         Algorithm::Ps256,
-        jwt[..parts[0].len() + 1 + parts[1].len()].as_bytes(),
+        &jwt.as_bytes()[..parts[0].len() + 1 + parts[1].len()],
         &b64url_decode(parts[2]),
     )
     .unwrap();
@@ -211,16 +245,31 @@ fn v1_resource_uses_the_v1_endpoint_and_string_numbers() {
     let f = Fixture::new();
     let running = start(&[&f.app], None, false);
     let client = Client::new(quick(), None);
-    let req = request(&running, Target::Resource("https://vault.azure.net".into()), Grant::ClientCredentials);
-    let out = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    let req = request(
+        &running,
+        Target::Resource("https://vault.azure.net".into()),
+        Grant::ClientCredentials,
+    );
+    let out = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     let r = &running.requests()[0];
     assert_eq!(r.path, format!("/{TENANT}/oauth2/token"));
     assert_eq!(
         fields(r),
-        ["client_id", "client_assertion_type", "client_assertion", "grant_type", "resource"]
+        [
+            "client_id",
+            "client_assertion_type",
+            "client_assertion",
+            "grant_type",
+            "resource"
+        ]
     );
     assert_eq!(r.field("resource"), Some("https://vault.azure.net"));
-    assert_eq!(out.token.resource.as_deref(), Some("https://vault.azure.net"));
+    assert_eq!(
+        out.token.resource.as_deref(),
+        Some("https://vault.azure.net")
+    );
     let claims = issued_claims(&running, out.token.access_token.expose());
     assert_eq!(claims["aud"], "https://vault.azure.net");
     assert_eq!(claims["ver"], "1.0");
@@ -243,47 +292,86 @@ fn authorization_code_with_pkce_is_single_use_and_its_refresh_token_redeems() {
         user: Some("alice".into()),
     });
     let client = Client::new(quick(), None);
-    let scopes = Target::Scopes(vec!["api://orders/Orders.Read".into(), "offline_access".into()]);
+    let scopes = Target::Scopes(vec![
+        "api://orders/Orders.Read".into(),
+        "offline_access".into(),
+    ]);
     let grant = Grant::AuthorizationCode {
         code: Secret::new("code-1".into()),
         redirect_uri: "https://app.example/cb".into(),
         code_verifier: Some(Secret::new(verifier.into())),
     };
     let req = request(&running, scopes.clone(), grant);
-    let out = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    let out = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     let r = &running.requests()[0];
     assert_eq!(
         fields(r),
         [
-            "client_id", "client_assertion_type", "client_assertion", "grant_type", "code",
-            "redirect_uri", "code_verifier", "scope"
+            "client_id",
+            "client_assertion_type",
+            "client_assertion",
+            "grant_type",
+            "code",
+            "redirect_uri",
+            "code_verifier",
+            "scope"
         ]
     );
     assert_eq!(r.field("grant_type"), Some("authorization_code"));
     assert_eq!(r.field("code"), Some("code-1"));
     assert_eq!(r.field("redirect_uri"), Some("https://app.example/cb"));
     assert_eq!(r.field("code_verifier"), Some(verifier));
-    assert_eq!(r.field("scope"), Some("api://orders/Orders.Read offline_access"));
+    assert_eq!(
+        r.field("scope"),
+        Some("api://orders/Orders.Read offline_access")
+    );
     let claims = issued_claims(&running, out.token.access_token.expose());
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["scp"], "Orders.Read");
     let refresh = out.token.refresh_token.clone().expect("a refresh token");
 
-    let again = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap_err();
+    let again = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap_err();
     let e = again.entra().expect("an Entra error");
     assert_eq!(e.codes, vec![54005]);
-    assert!(again.to_string().contains("hint: this authorization code was already redeemed"), "{again}");
+    assert!(
+        again
+            .to_string()
+            .contains("hint: this authorization code was already redeemed"),
+        "{again}"
+    );
 
-    let req = request(&running, scopes, Grant::RefreshToken { refresh_token: refresh.clone() });
-    let out = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    let req = request(
+        &running,
+        scopes,
+        Grant::RefreshToken {
+            refresh_token: refresh.clone(),
+        },
+    );
+    let out = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     let r = running.requests().pop().unwrap();
     assert_eq!(
         fields(&r),
-        ["client_id", "client_assertion_type", "client_assertion", "grant_type", "refresh_token", "scope"]
+        [
+            "client_id",
+            "client_assertion_type",
+            "client_assertion",
+            "grant_type",
+            "refresh_token",
+            "scope"
+        ]
     );
     assert_eq!(r.field("grant_type"), Some("refresh_token"));
     assert_eq!(r.field("refresh_token"), Some(refresh.expose()));
-    assert_eq!(issued_claims(&running, out.token.access_token.expose())["sub"], "alice");
+    assert_eq!(
+        issued_claims(&running, out.token.access_token.expose())["sub"],
+        "alice"
+    );
 }
 
 #[test]
@@ -293,19 +381,32 @@ fn on_behalf_of_exchanges_the_callers_token() {
     let client = Client::new(quick(), None);
     let user_token = running.issue_user_token(CLIENT, "bob", 600);
     let target = Target::Scopes(vec!["https://graph.microsoft.com/User.Read".into()]);
-    let grant = Grant::OnBehalfOf { user_assertion: Secret::new(user_token.clone()) };
+    let grant = Grant::OnBehalfOf {
+        user_assertion: Secret::new(user_token.clone()),
+    };
     let out = client
-        .acquire(&f.credential(Algorithm::Rs256), &request(&running, target.clone(), grant))
+        .acquire(
+            &f.credential(Algorithm::Rs256),
+            &request(&running, target.clone(), grant),
+        )
         .unwrap();
     let r = &running.requests()[0];
     assert_eq!(
         fields(r),
         [
-            "client_id", "client_assertion_type", "client_assertion", "grant_type", "assertion",
-            "requested_token_use", "scope"
+            "client_id",
+            "client_assertion_type",
+            "client_assertion",
+            "grant_type",
+            "assertion",
+            "requested_token_use",
+            "scope"
         ]
     );
-    assert_eq!(r.field("grant_type"), Some("urn:ietf:params:oauth:grant-type:jwt-bearer"));
+    assert_eq!(
+        r.field("grant_type"),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
     assert_eq!(r.field("requested_token_use"), Some("on_behalf_of"));
     assert_eq!(r.field("assertion"), Some(user_token.as_str()));
     let claims = issued_claims(&running, out.token.access_token.expose());
@@ -316,12 +417,21 @@ fn on_behalf_of_exchanges_the_callers_token() {
         (running.issue_user_token("someone-else", "bob", 600), 50013),
         (running.issue_user_token(CLIENT, "bob", -1000), 500133),
     ] {
-        let grant = Grant::OnBehalfOf { user_assertion: Secret::new(bad) };
+        let grant = Grant::OnBehalfOf {
+            user_assertion: Secret::new(bad),
+        };
         let e = client
-            .acquire(&f.credential(Algorithm::Rs256), &request(&running, target.clone(), grant))
+            .acquire(
+                &f.credential(Algorithm::Rs256),
+                &request(&running, target.clone(), grant),
+            )
             .unwrap_err();
         assert_eq!(e.entra().unwrap().codes, vec![code], "{e}");
-        assert!(e.to_string().contains("hint: the on-behalf-of user assertion"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("hint: the on-behalf-of user assertion"),
+            "{e}"
+        );
     }
 }
 
@@ -332,16 +442,26 @@ fn claims_challenge_is_sent_merged_with_cp1() {
     let client = Client::new(quick(), None);
     let mut req = request(&running, graph(), Grant::ClientCredentials);
     req.claims = Some(
-        certassert::entra::request::merge_claims(Some(r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#))
-            .unwrap(),
+        certassert::entra::request::merge_claims(Some(
+            r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#,
+        ))
+        .unwrap(),
     );
-    let out = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    let out = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     let r = &running.requests()[0];
     assert_eq!(fields(r).last(), Some(&"claims"));
     let sent: Value = serde_json::from_str(r.field("claims").unwrap()).unwrap();
     assert_eq!(sent["access_token"]["nbf"]["value"], "1700000000");
-    assert_eq!(sent["access_token"]["xms_cc"]["values"], serde_json::json!(["cp1"]));
-    assert_eq!(issued_claims(&running, out.token.access_token.expose())["xms_cc"], serde_json::json!(["cp1"]));
+    assert_eq!(
+        sent["access_token"]["xms_cc"]["values"],
+        serde_json::json!(["cp1"])
+    );
+    assert_eq!(
+        issued_claims(&running, out.token.access_token.expose())["xms_cc"],
+        serde_json::json!(["cp1"])
+    );
 }
 
 /// Sign `header.claims` with `signer` (RS256) — for hand-made, wrong assertions.
@@ -356,10 +476,10 @@ fn hand_made(signer: &dyn Signer, header: Value, claims: Value) -> String {
 }
 
 /// Post a hand-made form through the library's HTTP client and return its error.
-fn post_error(running: &Running, endpoint: &str, form: Vec<(&'static str, String)>) -> Error {
+fn post_error(endpoint: &str, form: Vec<(&'static str, String)>) -> Error {
     let http = certassert::entra::HttpClient::new(&quick()).unwrap();
-    let _ = running;
-    http.post_token(endpoint, || Ok(form.clone()), common::now).unwrap_err()
+    http.post_token(endpoint, || Ok(form.clone()), common::now)
+        .unwrap_err()
 }
 
 fn form(assertion: &str, scope: &str) -> Vec<(&'static str, String)> {
@@ -373,12 +493,18 @@ fn form(assertion: &str, scope: &str) -> Vec<(&'static str, String)> {
 }
 
 fn assert_entra(e: &Error, code: u32, hint: &str) -> EntraError {
-    let entra = e.entra().unwrap_or_else(|| panic!("not an Entra error: {e}")).clone();
+    let entra = e
+        .entra()
+        .unwrap_or_else(|| panic!("not an Entra error: {e}"))
+        .clone();
     assert_eq!(entra.codes, vec![code], "{e}");
     let text = e.to_string();
     assert!(text.starts_with(&format!("AADSTS{code}: ")), "{text}");
     assert!(text.contains("correlation id "), "{text}");
-    assert!(text.contains(&format!("\nhint: {hint}")), "AADSTS{code}: {text}");
+    assert!(
+        text.contains(&format!("\nhint: {hint}")),
+        "AADSTS{code}: {text}"
+    );
     entra
 }
 
@@ -389,9 +515,7 @@ fn entra_errors_are_parsed_and_explained() {
     let running = start(&[&f.app], Some(TENANT), false);
     let endpoint = running.token_endpoint(TENANT, false);
     let now = common::now();
-    let claims = |aud: &str, iss: &str, sub: &str, nbf: i64, exp: i64| {
-        serde_json::json!({"aud": aud, "iss": iss, "sub": sub, "jti": certassert::encoding::uuid_v4(), "nbf": nbf, "iat": nbf, "exp": exp})
-    };
+    let claims = |aud: &str, iss: &str, sub: &str, nbf: i64, exp: i64| serde_json::json!({"aud": aud, "iss": iss, "sub": sub, "jti": certassert::encoding::uuid_v4(), "nbf": nbf, "iat": nbf, "exp": exp});
     let x5t = f.chain[0].x5t();
     let good_header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
     let s = f.signer.as_ref();
@@ -399,34 +523,124 @@ fn entra_errors_are_parsed_and_explained() {
     // 700027: a certificate the app does not have; Entra prints its hex thumbprint.
     let other = signer::open(&stranger.keyref()).unwrap();
     let other_chain = vec![stranger.certificate()];
-    let cred = Credential { signer: other.as_ref(), chain: &other_chain, alg: Algorithm::Rs256, x5c: false, lifetime: 600 };
+    let cred = Credential {
+        signer: other.as_ref(),
+        chain: &other_chain,
+        alg: Algorithm::Rs256,
+        x5c: false,
+        lifetime: 600,
+    };
     let e = Client::new(quick(), None)
         .acquire(&cred, &request(&running, graph(), Grant::ClientCredentials))
         .unwrap_err();
-    let entra = assert_entra(&e, 700027, "the certificate that signed the assertion is not registered");
+    let entra = assert_entra(
+        &e,
+        700027,
+        "the certificate that signed the assertion is not registered",
+    );
     let (hex, _) = openssl_fingerprint(&stranger.cert, "sha1");
-    assert!(entra.description.contains(&format!("Thumbprint of key used by client: '{hex}'")), "{}", entra.description);
+    assert!(
+        entra
+            .description
+            .contains(&format!("Thumbprint of key used by client: '{hex}'")),
+        "{}",
+        entra.description
+    );
     assert_eq!(entra.status, 401);
     assert_eq!(entra.error, "invalid_client");
     // 700027 too: the right x5t, the wrong key's signature.
-    let forged = hand_made(other.as_ref(), good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600));
-    assert_entra(&post_error(&running, &endpoint, form(&forged, GRAPH)), 700027, "the certificate that signed");
+    let forged = hand_made(
+        other.as_ref(),
+        good_header.clone(),
+        claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+    );
+    assert_entra(
+        &post_error(&endpoint, form(&forged, GRAPH)),
+        700027,
+        "the certificate that signed",
+    );
 
     let cases: Vec<(Value, Value, &str, u32, &str)> = vec![
-        (serde_json::json!({"alg": "RS256", "typ": "JWT"}), claims(&endpoint, CLIENT, CLIENT, now, now + 600), GRAPH, 5002723, "the assertion header names no certificate"),
-        (serde_json::json!({"alg": "HS256", "typ": "JWT", "x5t": x5t}), claims(&endpoint, CLIENT, CLIENT, now, now + 600), GRAPH, 5002738, "the assertion's signature algorithm"),
-        (serde_json::json!({"alg": "none", "x5t": x5t}), claims(&endpoint, CLIENT, CLIENT, now, now + 600), GRAPH, 5002738, "the assertion's signature algorithm"),
-        (serde_json::json!({"alg": "RS256", "x5t": x5t, "crit": ["exp"]}), claims(&endpoint, CLIENT, CLIENT, now, now + 600), GRAPH, 50027, "the assertion is not an acceptable JWT"),
-        (good_header.clone(), claims("https://login.microsoftonline.com/common/oauth2/v2.0/token", CLIENT, CLIENT, now, now + 600), GRAPH, 700023, "aud of the assertion must be exactly"),
-        (good_header.clone(), claims(&endpoint, CLIENT, "someone", now, now + 600), GRAPH, 700021, "iss and sub of the assertion"),
-        (good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now - 3600, now - 1200), GRAPH, 700024, "the assertion is outside its validity window"),
-        (good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now + 1200, now + 1800), GRAPH, 700024, "the assertion is outside its validity window"),
-        (good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600), "https://graph.microsoft.com/User.Read", 1002012, "the client credentials grant takes one scope"),
-        (good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600), "https://graph.microsoft.com/.default https://vault.azure.net/.default", 70011, "the client credentials grant takes one scope"),
+        (
+            serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            GRAPH,
+            5002723,
+            "the assertion header names no certificate",
+        ),
+        (
+            serde_json::json!({"alg": "HS256", "typ": "JWT", "x5t": x5t}),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            GRAPH,
+            5002738,
+            "the assertion's signature algorithm",
+        ),
+        (
+            serde_json::json!({"alg": "none", "x5t": x5t}),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            GRAPH,
+            5002738,
+            "the assertion's signature algorithm",
+        ),
+        (
+            serde_json::json!({"alg": "RS256", "x5t": x5t, "crit": ["exp"]}),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            GRAPH,
+            50027,
+            "the assertion is not an acceptable JWT",
+        ),
+        (
+            good_header.clone(),
+            claims(
+                "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+                CLIENT,
+                CLIENT,
+                now,
+                now + 600,
+            ),
+            GRAPH,
+            700023,
+            "aud of the assertion must be exactly",
+        ),
+        (
+            good_header.clone(),
+            claims(&endpoint, CLIENT, "someone", now, now + 600),
+            GRAPH,
+            700021,
+            "iss and sub of the assertion",
+        ),
+        (
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now - 3600, now - 1200),
+            GRAPH,
+            700024,
+            "the assertion is outside its validity window",
+        ),
+        (
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now + 1200, now + 1800),
+            GRAPH,
+            700024,
+            "the assertion is outside its validity window",
+        ),
+        (
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            "https://graph.microsoft.com/User.Read",
+            1002012,
+            "the client credentials grant takes one scope",
+        ),
+        (
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+            "https://graph.microsoft.com/.default https://vault.azure.net/.default",
+            70011,
+            "the client credentials grant takes one scope",
+        ),
     ];
     for (header, claims, scope, code, hint) in cases {
         let jwt = hand_made(s, header, claims);
-        assert_entra(&post_error(&running, &endpoint, form(&jwt, scope)), code, hint);
+        assert_entra(&post_error(&endpoint, form(&jwt, scope)), code, hint);
     }
     // The jwk/jku/x5c headers never choose the key: an unknown x5t with our own key in x5c.
     let sneaky = hand_made(
@@ -434,39 +648,92 @@ fn entra_errors_are_parsed_and_explained() {
         serde_json::json!({"alg": "RS256", "x5t": other_chain[0].x5t(), "x5c": [certassert::encoding::b64(other_chain[0].der())], "jku": "https://evil.example/keys"}),
         claims(&endpoint, CLIENT, CLIENT, now, now + 600),
     );
-    assert_entra(&post_error(&running, &endpoint, form(&sneaky, GRAPH)), 700027, "the certificate that signed");
+    assert_entra(
+        &post_error(&endpoint, form(&sneaky, GRAPH)),
+        700027,
+        "the certificate that signed",
+    );
     // A replayed jti.
-    let once = hand_made(s, good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600));
+    let once = hand_made(
+        s,
+        good_header.clone(),
+        claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+    );
     let http = certassert::entra::HttpClient::new(&quick()).unwrap();
-    http.post_token(&endpoint, || Ok(form(&once, GRAPH)), common::now).unwrap();
-    assert_entra(&post_error(&running, &endpoint, form(&once, GRAPH)), 50027, "the assertion is not an acceptable JWT");
+    http.post_token(&endpoint, || Ok(form(&once, GRAPH)), common::now)
+        .unwrap();
+    assert_entra(
+        &post_error(&endpoint, form(&once, GRAPH)),
+        50027,
+        "the assertion is not an acceptable JWT",
+    );
     // Not base64url.
-    let padded = format!("{}=", hand_made(s, good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600)));
-    assert_entra(&post_error(&running, &endpoint, form(&padded, GRAPH)), 50027, "the assertion is not an acceptable JWT");
+    let padded = format!(
+        "{}=",
+        hand_made(
+            s,
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600)
+        )
+    );
+    assert_entra(
+        &post_error(&endpoint, form(&padded, GRAPH)),
+        50027,
+        "the assertion is not an acceptable JWT",
+    );
     // A client secret.
-    let mut secret_form = form(&hand_made(s, good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600)), GRAPH);
+    let mut secret_form = form(
+        &hand_made(
+            s,
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+        ),
+        GRAPH,
+    );
     secret_form.push(("client_secret", "s3cret".into()));
-    assert_entra(&post_error(&running, &endpoint, secret_form), 7000215, "a client secret was sent");
+    assert_entra(
+        &post_error(&endpoint, secret_form),
+        7000215,
+        "a client secret was sent",
+    );
     // resource on the v2 endpoint.
-    let mut v2_resource = form(&hand_made(s, good_header.clone(), claims(&endpoint, CLIENT, CLIENT, now, now + 600)), GRAPH);
+    let mut v2_resource = form(
+        &hand_made(
+            s,
+            good_header.clone(),
+            claims(&endpoint, CLIENT, CLIENT, now, now + 600),
+        ),
+        GRAPH,
+    );
     v2_resource.pop();
     v2_resource.push(("resource", "https://vault.azure.net".into()));
-    assert_entra(&post_error(&running, &endpoint, v2_resource), 901002, "the v2 endpoint does not take resource");
+    assert_entra(
+        &post_error(&endpoint, v2_resource),
+        901002,
+        "the v2 endpoint does not take resource",
+    );
     // An unknown client id, an unknown tenant.
     let client = Client::new(quick(), None);
     let mut req = request(&running, graph(), Grant::ClientCredentials);
     req.client_id = "00000000-0000-0000-0000-000000000001".into();
-    let e = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap_err();
+    let e = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap_err();
     assert_entra(&e, 700016, "no application with this client id");
     let mut req = request(&running, graph(), Grant::ClientCredentials);
     req.endpoint = running.token_endpoint("fabrikam.example", false);
-    let e = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap_err();
+    let e = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap_err();
     assert_entra(&e, 90002, "the tenant was not found");
 }
 
 #[test]
 fn every_listed_aadsts_code_has_a_hint() {
-    for code in [700027, 700024, 5002723, 5002738, 700021, 700023, 50012, 50027, 700016, 90002, 7000215, 1002012, 70011, 901002, 54005] {
+    for code in [
+        700027, 700024, 5002723, 5002738, 700021, 700023, 50012, 50027, 700016, 90002, 7000215,
+        1002012, 70011, 901002, 54005,
+    ] {
         assert!(certassert::entra::hint(code).is_some(), "AADSTS{code}");
     }
     assert!(certassert::entra::hint(1).is_none());
@@ -483,11 +750,17 @@ fn throttling_and_unavailability_are_retried_a_bad_request_is_not() {
     running.push_fault(Fault::TooManyRequests { retry_after: 1 });
     let t = Instant::now();
     let out = client.acquire(&cred, &req).unwrap();
-    assert!(t.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
     assert_eq!(out.attempts, 2);
     let log = running.requests();
     assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
-    assert_ne!(log[0].field("client_assertion"), log[1].field("client_assertion"));
+    assert_ne!(
+        log[0].field("client_assertion"),
+        log[1].field("client_assertion")
+    );
 
     running.push_fault(Fault::Unavailable);
     assert_eq!(client.acquire(&cred, &req).unwrap().attempts, 2);
@@ -499,11 +772,18 @@ fn throttling_and_unavailability_are_retried_a_bad_request_is_not() {
     }
     let e = client.acquire(&cred, &req).unwrap_err();
     assert!(matches!(e, Error::NotOAuth { status: 503, .. }), "{e}");
-    assert!(e.to_string().contains("HTTP 503") && e.to_string().contains("Service Unavailable"), "{e}");
+    assert!(
+        e.to_string().contains("HTTP 503") && e.to_string().contains("Service Unavailable"),
+        "{e}"
+    );
     assert_eq!(running.requests().len(), 7);
 
     // A 400 is final.
-    let bad = request(&running, Target::Scopes(vec!["https://graph.microsoft.com/User.Read".into()]), Grant::ClientCredentials);
+    let bad = request(
+        &running,
+        Target::Scopes(vec!["https://graph.microsoft.com/User.Read".into()]),
+        Grant::ClientCredentials,
+    );
     let e = client.acquire(&cred, &bad).unwrap_err();
     assert_eq!(e.entra().unwrap().status, 400);
     assert_eq!(running.requests().len(), 8);
@@ -519,7 +799,10 @@ fn a_slow_answer_times_out_and_is_retried_a_malformed_one_is_reported() {
     let f = Fixture::new();
     let running = start(&[&f.app], None, false);
     let client = Client::new(
-        HttpOptions { timeout: Duration::from_millis(700), ..quick() },
+        HttpOptions {
+            timeout: Duration::from_millis(700),
+            ..quick()
+        },
         None,
     );
     let cred = f.credential(Algorithm::Rs256);
@@ -538,7 +821,11 @@ fn a_slow_answer_times_out_and_is_retried_a_malformed_one_is_reported() {
 
 #[test]
 fn connection_errors_are_retried_then_reported() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let f = Fixture::new();
     let client = Client::new(quick(), None);
     let req = TokenRequest {
@@ -548,7 +835,9 @@ fn connection_errors_are_retried_then_reported() {
         grant: Grant::ClientCredentials,
         claims: None,
     };
-    let e = client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap_err();
+    let e = client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap_err();
     assert!(matches!(e, Error::Network { attempts: 3, .. }), "{e}");
 }
 
@@ -560,7 +849,13 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     let counting = Counting::new(signer::open(&f.app.keyref()).unwrap());
     let cache_dir = f.dir.path().join("cache");
     let client = Client::new(quick(), Some(Cache::open(&cache_dir).unwrap()));
-    let cred = Credential { signer: &counting, chain: &f.chain, alg: Algorithm::Rs256, x5c: false, lifetime: 600 };
+    let cred = Credential {
+        signer: &counting,
+        chain: &f.chain,
+        alg: Algorithm::Rs256,
+        x5c: false,
+        lifetime: 600,
+    };
     let req = request(&running, graph(), Grant::ClientCredentials);
     let first = client.acquire(&cred, &req).unwrap();
     assert!(!first.cached);
@@ -568,7 +863,10 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     let second = client.acquire(&cred, &req).unwrap();
     assert!(second.cached);
     assert_eq!(second.attempts, 0);
-    assert_eq!(second.token.access_token.expose(), first.token.access_token.expose());
+    assert_eq!(
+        second.token.access_token.expose(),
+        first.token.access_token.expose()
+    );
     assert_eq!((counting.signatures(), running.requests().len()), (1, 1));
 
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -582,7 +880,11 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     assert_eq!(mode(&files[0]), 0o600);
 
     // Another scope, or another certificate thumbprint, is another entry.
-    let vault = request(&running, Target::Scopes(vec!["https://vault.azure.net/.default".into()]), Grant::ClientCredentials);
+    let vault = request(
+        &running,
+        Target::Scopes(vec!["https://vault.azure.net/.default".into()]),
+        Grant::ClientCredentials,
+    );
     assert!(!client.acquire(&cred, &vault).unwrap().cached);
     assert_eq!(running.requests().len(), 2);
 
@@ -597,9 +899,21 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     assert!(client.acquire(&cred, &req).unwrap().cached);
 
     // User-flow tokens and refresh tokens are not cached.
-    running.seed_code(Code { code: "c".into(), ..Code::default() });
-    let grant = Grant::AuthorizationCode { code: Secret::new("c".into()), redirect_uri: "https://a/cb".into(), code_verifier: None };
-    let out = client.acquire(&cred, &request(&running, Target::Scopes(vec!["api://x/y".into()]), grant)).unwrap();
+    running.seed_code(Code {
+        code: "c".into(),
+        ..Code::default()
+    });
+    let grant = Grant::AuthorizationCode {
+        code: Secret::new("c".into()),
+        redirect_uri: "https://a/cb".into(),
+        code_verifier: None,
+    };
+    let out = client
+        .acquire(
+            &cred,
+            &request(&running, Target::Scopes(vec!["api://x/y".into()]), grant),
+        )
+        .unwrap();
     let rt = out.token.refresh_token.unwrap();
     for entry in std::fs::read_dir(&cache_dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
@@ -615,9 +929,17 @@ fn https_with_the_generated_ca() {
     assert!(running.url().starts_with("https://127.0.0.1:"));
     let ca = common::write(f.dir.path(), "ca.pem", running.ca_pem().unwrap());
     // openssl agrees the server certificate chains to the CA, for 127.0.0.1.
-    let client = Client::new(HttpOptions { ca_file: Some(ca.clone()), ..quick() }, None);
+    let client = Client::new(
+        HttpOptions {
+            ca_file: Some(ca.clone()),
+            ..quick()
+        },
+        None,
+    );
     let req = request(&running, graph(), Grant::ClientCredentials);
-    client.acquire(&f.credential(Algorithm::Rs256), &req).unwrap();
+    client
+        .acquire(&f.credential(Algorithm::Rs256), &req)
+        .unwrap();
     assert_eq!(running.requests()[0].status, 200);
     // Without the CA, the server is not trusted and nothing is answered.
     let e = Client::new(quick(), None)
@@ -628,9 +950,15 @@ fn https_with_the_generated_ca() {
     assert_eq!(running.requests().len(), 1);
     // A --ca-file that holds no certificate is an error before anything is sent.
     let empty = common::write(f.dir.path(), "empty.pem", "nothing");
-    let e = Client::new(HttpOptions { ca_file: Some(empty), ..quick() }, None)
-        .acquire(&f.credential(Algorithm::Rs256), &req)
-        .unwrap_err();
+    let e = Client::new(
+        HttpOptions {
+            ca_file: Some(empty),
+            ..quick()
+        },
+        None,
+    )
+    .acquire(&f.credential(Algorithm::Rs256), &req)
+    .unwrap_err();
     assert!(e.to_string().contains("--ca-file"), "{e}");
 }
 
@@ -651,8 +979,17 @@ fn stdout_ok(out: &Output) -> String {
 
 fn token_args<'a>(app: &'a AppFiles, authority: &'a str) -> Vec<&'a str> {
     vec![
-        "token", "--key", s(&app.key), "--cert", s(&app.cert), "--tenant", TENANT, "--client-id",
-        &app.client_id, "--authority-host", authority,
+        "token",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&app.cert),
+        "--tenant",
+        TENANT,
+        "--client-id",
+        &app.client_id,
+        "--authority-host",
+        authority,
     ]
 }
 
@@ -671,17 +1008,46 @@ fn cli_token_formats_and_the_cache() {
     assert_eq!(raw.split('.').count(), 3);
     assert_eq!(emu.requests().len(), 1);
 
-    let json: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache).args(&args).args(["--format", "json"])))).unwrap();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["access_token", "expires_in", "expires_on", "scope", "token_type"]);
+    let json: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache)
+        .args(&args)
+        .args(["--format", "json"]))))
+    .unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "expires_in",
+            "expires_on",
+            "scope",
+            "token_type"
+        ]
+    );
     assert_eq!(json["access_token"], raw, "served from the cache");
     assert_eq!(json["token_type"], "Bearer");
     assert_eq!(json["scope"], GRAPH);
     assert!(json["expires_in"].as_i64().unwrap() > 3000);
 
-    let az: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache).args(&args).args(["--format", "az"])))).unwrap();
+    let az: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache)
+        .args(&args)
+        .args(["--format", "az"]))))
+    .unwrap();
     let keys: Vec<&str> = az.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["accessToken", "expiresOn", "expires_on", "tenant", "tokenType"]);
+    assert_eq!(
+        keys,
+        [
+            "accessToken",
+            "expiresOn",
+            "expires_on",
+            "tenant",
+            "tokenType"
+        ]
+    );
     assert_eq!(az["accessToken"], raw);
     assert_eq!(az["tenant"], TENANT);
     assert_eq!(az["expires_on"], json["expires_on"]);
@@ -714,9 +1080,15 @@ fn cli_unknown_certificate_exits_nonzero_with_aadsts700027() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let (hex, _) = openssl_fingerprint(&app.cert, "sha1");
     assert!(stderr.starts_with("error: AADSTS700027: "), "{stderr}");
-    assert!(stderr.contains(&format!("Thumbprint of key used by client: '{hex}'")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Thumbprint of key used by client: '{hex}'")),
+        "{stderr}"
+    );
     assert!(stderr.contains("correlation id "), "{stderr}");
-    assert!(stderr.contains("\nhint: the certificate that signed the assertion is not registered"), "{stderr}");
+    assert!(
+        stderr.contains("\nhint: the certificate that signed the assertion is not registered"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
     assert_eq!(emu.requests().len(), 1, "a 401 is not retried");
 }
@@ -729,12 +1101,27 @@ fn cli_refuses_plain_http_to_other_hosts_before_sending() {
         vec!["--authority-host", "http://login.example.com"],
         vec!["--token-url", "http://10.1.2.3/oauth2/token"],
     ] {
-        let mut args = vec!["token", "--key", s(&app.key), "--cert", s(&app.cert), "--tenant", TENANT, "--client-id", CLIENT, "--scope", GRAPH];
+        let mut args = vec![
+            "token",
+            "--key",
+            s(&app.key),
+            "--cert",
+            s(&app.cert),
+            "--tenant",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--scope",
+            GRAPH,
+        ];
         args.extend(extra);
         let out = run(certassert(&dir.path().join("c")).args(&args));
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("plain http is allowed only to loopback"), "{stderr}");
+        assert!(
+            stderr.contains("plain http is allowed only to loopback"),
+            "{stderr}"
+        );
     }
 }
 
@@ -744,13 +1131,27 @@ fn cli_over_https_and_through_faults() {
     let app = AppFiles::new(dir.path(), "app", CLIENT);
     let reg = format!("{CLIENT}={}", s(&app.cert));
     let ca = dir.path().join("ca.pem");
-    let emu = ChildEmulator::start(&["--register", &reg, "--tls", "--ca-out", s(&ca), "--fault", "503", "--fault", "429"]);
+    let emu = ChildEmulator::start(&[
+        "--register",
+        &reg,
+        "--tls",
+        "--ca-out",
+        s(&ca),
+        "--fault",
+        "503",
+        "--fault",
+        "429",
+    ]);
     assert!(emu.url.starts_with("https://"));
     assert_eq!(emu.ca_file.as_deref(), Some(ca.as_path()));
     let mut args = token_args(&app, &emu.url);
     args.extend(["--scope", GRAPH, "--ca-file", s(&ca), "--no-cache"]);
     stdout_ok(&run(certassert(&dir.path().join("c")).args(&args)));
-    let statuses: Vec<u64> = emu.requests().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = emu
+        .requests()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, [503, 429, 200]);
 }
 
@@ -762,16 +1163,39 @@ fn cli_grants_code_refresh_and_single_use() {
     let emu = ChildEmulator::start(&["--register", &reg, "--code", "abc=https://app.example/cb"]);
     let cache = dir.path().join("c");
     let mut args = token_args(&app, &emu.url);
-    args.extend(["--grant", "authorization-code", "--code", "abc", "--redirect-uri", "https://app.example/cb", "--scope", "api://orders/read", "offline_access", "--format", "json"]);
-    let json: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache).args(&args)))).unwrap();
-    let rt = json["refresh_token"].as_str().expect("a refresh token").to_string();
+    args.extend([
+        "--grant",
+        "authorization-code",
+        "--code",
+        "abc",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--scope",
+        "api://orders/read",
+        "offline_access",
+        "--format",
+        "json",
+    ]);
+    let json: Value =
+        serde_json::from_str(&stdout_ok(&run(certassert(&cache).args(&args)))).unwrap();
+    let rt = json["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_string();
     let out = run(certassert(&cache).args(&args));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AADSTS54005"));
     let rt_file = common::write(dir.path(), "rt", &rt);
     let rt_arg = format!("@{}", s(&rt_file));
     let mut args = token_args(&app, &emu.url);
-    args.extend(["--grant", "refresh-token", "--refresh-token", &rt_arg, "--scope", "api://orders/read"]);
+    args.extend([
+        "--grant",
+        "refresh-token",
+        "--refresh-token",
+        &rt_arg,
+        "--scope",
+        "api://orders/read",
+    ]);
     stdout_ok(&run(certassert(&cache).args(&args)));
     let last = emu.requests().pop().unwrap();
     assert_eq!(last["form"][4], serde_json::json!(["refresh_token", rt]));
@@ -790,18 +1214,39 @@ fn cli_two_processes_filling_the_cache_leave_it_valid() {
     let mut args = token_args(&app, &emu.url);
     args.extend(["--scope", GRAPH]);
     let children: Vec<_> = (0..6)
-        .map(|_| certassert(&cache).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            certassert(&cache)
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let tokens: Vec<String> = children
         .into_iter()
         .map(|c| stdout_ok(&c.wait_with_output().unwrap()).trim().to_string())
         .collect();
-    let mut entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    let json: Vec<_> = entries.iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let json: Vec<_> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     assert_eq!(json.len(), 1, "{entries:?}");
-    assert!(entries.iter().all(|p| !p.to_string_lossy().ends_with(".tmp")), "{entries:?}");
-    assert_eq!(std::fs::metadata(json[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        entries
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".tmp")),
+        "{entries:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(json[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let cached: Value = serde_json::from_str(&std::fs::read_to_string(json[0]).unwrap()).unwrap();
     assert!(tokens.iter().any(|t| cached["access_token"] == t.as_str()));
     // And the next run is served from it.
@@ -817,29 +1262,77 @@ fn cli_doctor_checks_pairing_and_explains_a_token_error() {
     let app = AppFiles::new(dir.path(), "app", CLIENT);
     let other = AppFiles::new(dir.path(), "other", CLIENT);
     let c = dir.path().join("c");
-    let out = stdout_ok(&run(certassert(&c).args(["doctor", "--key", s(&app.key), "--cert", s(&app.cert)])));
+    let out = stdout_ok(&run(certassert(&c).args([
+        "doctor",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&app.cert),
+    ])));
     let (hex, sha1) = openssl_fingerprint(&app.cert, "sha1");
     let (_, sha256) = openssl_fingerprint(&app.cert, "sha256");
-    assert!(out.contains(&format!("thumbprint (portal, hex SHA-1) {hex}")), "{out}");
-    assert!(out.contains(&b64url(&sha1)) && out.contains(&b64url(&sha256)), "{out}");
+    assert!(
+        out.contains(&format!("thumbprint (portal, hex SHA-1) {hex}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&b64url(&sha1)) && out.contains(&b64url(&sha256)),
+        "{out}"
+    );
     assert!(out.contains("ok    pairing"), "{out}");
-    assert!(out.contains("RS256: signed through the backend") && out.contains("PS256: signed through the backend"), "{out}");
+    assert!(
+        out.contains("RS256: signed through the backend")
+            && out.contains("PS256: signed through the backend"),
+        "{out}"
+    );
     assert!(!out.contains("FAIL"), "{out}");
 
     let out = run(certassert(&c).args(["doctor", "--key", s(&app.key), "--cert", s(&other.cert)]));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL  pairing") && text.contains("AADSTS700027"), "{text}");
+    assert!(
+        text.contains("FAIL  pairing") && text.contains("AADSTS700027"),
+        "{text}"
+    );
 
     let reg = format!("{CLIENT}={}", s(&other.cert));
     let emu = ChildEmulator::start(&["--register", &reg]);
-    let out = run(certassert(&c).args(["doctor", "--key", s(&app.key), "--cert", s(&app.cert), "--tenant", TENANT, "--client-id", CLIENT, "--authority-host", &emu.url]));
+    let out = run(certassert(&c).args([
+        "doctor",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&app.cert),
+        "--tenant",
+        TENANT,
+        "--client-id",
+        CLIENT,
+        "--authority-host",
+        &emu.url,
+    ]));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL  token") && text.contains("AADSTS700027") && text.contains("hint: the certificate"), "{text}");
+    assert!(
+        text.contains("FAIL  token")
+            && text.contains("AADSTS700027")
+            && text.contains("hint: the certificate"),
+        "{text}"
+    );
     let reg = format!("{CLIENT}={}", s(&app.cert));
     let emu = ChildEmulator::start(&["--register", &reg]);
-    let out = stdout_ok(&run(certassert(&c).args(["doctor", "--key", s(&app.key), "--cert", s(&app.cert), "--tenant", TENANT, "--client-id", CLIENT, "--authority-host", &emu.url])));
+    let out = stdout_ok(&run(certassert(&c).args([
+        "doctor",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&app.cert),
+        "--tenant",
+        TENANT,
+        "--client-id",
+        CLIENT,
+        "--authority-host",
+        &emu.url,
+    ])));
     assert!(out.contains("ok    token"), "{out}");
 }
 
@@ -847,7 +1340,13 @@ fn cli_doctor_checks_pairing_and_explains_a_token_error() {
 fn cli_demo_ends_with_a_token() {
     let dir = tempdir();
     let out = stdout_ok(&run(certassert(&dir.path().join("c")).arg("demo")));
-    assert!(out.contains("access token (signature verifies with the emulator's key)"), "{out}");
-    assert!(out.contains("same token again from the cache: yes"), "{out}");
+    assert!(
+        out.contains("access token (signature verifies with the emulator's key)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("same token again from the cache: yes"),
+        "{out}"
+    );
     assert!(out.contains("\"roles\""), "{out}");
 }

@@ -45,7 +45,9 @@ pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
     let client_id = args.app.client_id()?;
     let audience = match &args.aud {
         Some(aud) => aud.clone(),
-        None => args.endpoint.token_endpoint(&args.app, EndpointVersion::V2)?,
+        None => args
+            .endpoint
+            .token_endpoint(&args.app, EndpointVersion::V2)?,
     };
     let params = Params {
         client_id: &client_id,

@@ -42,7 +42,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("certassert-demo-{}", hex(&random::<6>(), false)));
+        let path =
+            std::env::temp_dir().join(format!("certassert-demo-{}", hex(&random::<6>(), false)));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(Self(path))
     }
@@ -66,7 +67,9 @@ fn decode_part(part: &str) -> serde_json::Value {
 
 pub fn run() -> Result<ExitCode> {
     let dir = TempDir::new()?;
-    let mut out = String::from("certassert demo: key -> certificate -> emulator (local Entra token endpoint) -> token\n\n");
+    let mut out = String::from(
+        "certassert demo: key -> certificate -> emulator (local Entra token endpoint) -> token\n\n",
+    );
     let row = |out: &mut String, step: &str, what: String, time: String| {
         let _ = writeln!(out, "  {step:<12} {time}  {what}");
     };
@@ -77,13 +80,24 @@ pub fn run() -> Result<ExitCode> {
     row(&mut out, "key", key_description, ms(t));
 
     let t = Instant::now();
-    let cert = create_self_signed(signer.as_ref(), Algorithm::Rs256, "CN=certassert-demo", 30, unix_now())?;
+    let cert = create_self_signed(
+        signer.as_ref(),
+        Algorithm::Rs256,
+        "CN=certassert-demo",
+        30,
+        unix_now(),
+    )?;
     let cert_path = dir.0.join("demo.cert.pem");
     std::fs::write(&cert_path, cert.to_pem())?;
     row(
         &mut out,
         "certificate",
-        format!("{}, thumbprint {} (x5t {})", cert.subject(), cert.thumbprint_hex(), cert.x5t()),
+        format!(
+            "{}, thumbprint {} (x5t {})",
+            cert.subject(),
+            cert.thumbprint_hex(),
+            cert.x5t()
+        ),
         ms(t),
     );
 
@@ -102,7 +116,10 @@ pub fn run() -> Result<ExitCode> {
     row(
         &mut out,
         "emulator",
-        format!("{} (tenant {tenant}, app {client_id} with this certificate)", running.url()),
+        format!(
+            "{} (tenant {tenant}, app {client_id} with this certificate)",
+            running.url()
+        ),
         ms(t),
     );
 
@@ -121,7 +138,10 @@ pub fn run() -> Result<ExitCode> {
         x5c: false,
         lifetime: certassert::assertion::DEFAULT_LIFETIME,
     };
-    let client = Client::new(HttpOptions::default(), Some(Cache::open(&dir.0.join("cache"))?));
+    let client = Client::new(
+        HttpOptions::default(),
+        Some(Cache::open(&dir.0.join("cache"))?),
+    );
     let t = Instant::now();
     let first = client.acquire(&credential, &request)?;
     row(
@@ -142,7 +162,13 @@ pub fn run() -> Result<ExitCode> {
         "cached",
         format!(
             "same token again from the cache: {} (nothing signed, nothing sent)",
-            if second.cached && second.token.access_token.expose() == first.token.access_token.expose() { "yes" } else { "NO" }
+            if second.cached
+                && second.token.access_token.expose() == first.token.access_token.expose()
+            {
+                "yes"
+            } else {
+                "NO"
+            }
         ),
         ms(t),
     );
@@ -154,7 +180,7 @@ pub fn run() -> Result<ExitCode> {
             signer::verify(
                 running.signing_key_spki(),
                 Algorithm::Rs256,
-                token[..parts[0].len() + 1 + parts[1].len()].as_bytes(),
+                &token.as_bytes()[..parts[0].len() + 1 + parts[1].len()],
                 &sig,
             )
             .is_ok()
@@ -163,12 +189,21 @@ pub fn run() -> Result<ExitCode> {
     let _ = writeln!(
         out,
         "\naccess token (signature {} with the emulator's key):\n  header {}\n  claims {}",
-        if verified { "verifies" } else { "DOES NOT verify" },
+        if verified {
+            "verifies"
+        } else {
+            "DOES NOT verify"
+        },
         decode_part(parts.first().copied().unwrap_or_default()),
         serde_json::to_string_pretty(&claims)?.replace('\n', "\n  ")
     );
     if let Some(exp) = claims["exp"].as_i64() {
-        let _ = writeln!(out, "  expires {} (in {} s)", rfc3339(exp), exp - unix_now());
+        let _ = writeln!(
+            out,
+            "  expires {} (in {} s)",
+            rfc3339(exp),
+            exp - unix_now()
+        );
     }
     let _ = writeln!(
         out,
@@ -176,5 +211,9 @@ pub fn run() -> Result<ExitCode> {
     );
     drop(running);
     print(&out)?;
-    Ok(if verified && second.cached { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if verified && second.cached {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -30,7 +30,11 @@ pub struct DoctorArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
     /// Scope for the test token request
-    #[arg(long, value_name = "S", default_value = "https://graph.microsoft.com/.default")]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "https://graph.microsoft.com/.default"
+    )]
     scope: String,
     /// Extra CA certificate(s) to trust (PEM)
     #[arg(long, value_name = "PEM")]
@@ -62,7 +66,15 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let signer = match signer::open(&keyref) {
         Ok(s) => {
             let algs: Vec<&str> = s.algorithms().iter().map(|a| a.as_str()).collect();
-            r.line("ok", "key", format!("{keyref:?} ({} backend; signs {})", keyref.backend(), algs.join(", ")));
+            r.line(
+                "ok",
+                "key",
+                format!(
+                    "{keyref:?} ({} backend; signs {})",
+                    keyref.backend(),
+                    algs.join(", ")
+                ),
+            );
             s
         }
         Err(e) => {
@@ -73,13 +85,19 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     };
     let from_env = super::env("CERTASSERT_CERT").map(PathBuf::from);
     let chain = match args.cert.as_ref().or(from_env.as_ref()) {
-        Some(path) => Certificate::load_chain(path).map(Some).map_err(|e| e.to_string()),
+        Some(path) => Certificate::load_chain(path)
+            .map(Some)
+            .map_err(|e| e.to_string()),
         None => stored_chain(signer.as_ref()).map_err(|e| e.to_string()),
     };
     let chain = match chain {
         Ok(Some(c)) => c,
         Ok(None) => {
-            r.line("FAIL", "certificate", "none given and none stored with the key: pass --cert PATH");
+            r.line(
+                "FAIL",
+                "certificate",
+                "none given and none stored with the key: pass --cert PATH",
+            );
             super::print(&r.text)?;
             return Ok(ExitCode::FAILURE);
         }
@@ -90,18 +108,34 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         }
     };
     let leaf = &chain[0];
-    r.line("ok", "certificate", format!("{} (issuer {})", leaf.subject(), leaf.issuer()));
+    r.line(
+        "ok",
+        "certificate",
+        format!("{} (issuer {})", leaf.subject(), leaf.issuer()),
+    );
     match leaf.check_key(signer.as_ref()) {
-        Ok(()) => r.line("ok", "pairing", "the certificate holds this key's public key"),
+        Ok(()) => r.line(
+            "ok",
+            "pairing",
+            "the certificate holds this key's public key",
+        ),
         Err(e) => r.line("FAIL", "pairing", e.to_string()),
     }
     match leaf.check_validity(now) {
         Err(e) => r.line("FAIL", "validity", e.to_string()),
         Ok(()) => {
             let days = (leaf.not_after() - now) / 86_400;
-            let detail = format!("{} to {} ({days} days left)", rfc3339(leaf.not_before()), rfc3339(leaf.not_after()));
+            let detail = format!(
+                "{} to {} ({days} days left)",
+                rfc3339(leaf.not_before()),
+                rfc3339(leaf.not_after())
+            );
             if days < 30 {
-                r.line("warn", "validity", format!("{detail}: create and upload its successor now"));
+                r.line(
+                    "warn",
+                    "validity",
+                    format!("{detail}: create and upload its successor now"),
+                );
             } else {
                 r.line("ok", "validity", detail);
             }
@@ -110,11 +144,22 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     match leaf.key_usage() {
         None => r.line("ok", "key usage", "no keyUsage extension (any use allowed)"),
         Some(ku) if ku.contains(&"digitalSignature") => r.line("ok", "key usage", ku.join(", ")),
-        Some(ku) => r.line("warn", "key usage", format!("{} without digitalSignature: strict verifiers refuse its signatures", ku.join(", "))),
+        Some(ku) => r.line(
+            "warn",
+            "key usage",
+            format!(
+                "{} without digitalSignature: strict verifiers refuse its signatures",
+                ku.join(", ")
+            ),
+        ),
     }
     if let Some(bits) = leaf.rsa_bits() {
         if bits < 2048 {
-            r.line("FAIL", "key size", format!("RSA {bits}: Entra requires at least 2048 bits"));
+            r.line(
+                "FAIL",
+                "key size",
+                format!("RSA {bits}: Entra requires at least 2048 bits"),
+            );
         }
     }
     let message = format!("certassert doctor {}", hex(&random::<16>(), false));
@@ -132,10 +177,22 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             Err(e) => r.line("FAIL", "signing", format!("{alg}: {e}")),
         }
     }
-    r.line("info", "upload", format!("thumbprint (portal, hex SHA-1) {}", leaf.thumbprint_hex()));
+    r.line(
+        "info",
+        "upload",
+        format!("thumbprint (portal, hex SHA-1) {}", leaf.thumbprint_hex()),
+    );
     r.line("info", "", format!("x5t (RS256 header)   {}", leaf.x5t()));
-    r.line("info", "", format!("x5t#S256 (PS256)     {}", leaf.x5t_s256()));
-    let client_id = args.app.client_id.clone().or_else(|| super::env("AZURE_CLIENT_ID"));
+    r.line(
+        "info",
+        "",
+        format!("x5t#S256 (PS256)     {}", leaf.x5t_s256()),
+    );
+    let client_id = args
+        .app
+        .client_id
+        .clone()
+        .or_else(|| super::env("AZURE_CLIENT_ID"));
     let tenant_known = args.app.tenant().is_some() || args.endpoint.token_url.is_some();
     match (client_id, tenant_known) {
         (Some(client_id), true) => {
@@ -168,14 +225,36 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                         lifetime: certassert::assertion::DEFAULT_LIFETIME,
                     };
                     match client.acquire(&credential, &request) {
-                        Ok(o) => r.line("ok", "token", format!("{} answered with a token for {} (expires {})", request.endpoint, args.scope, rfc3339(o.token.expires_on))),
-                        Err(e) => r.line("FAIL", "token", format!("{}: {e}", request.endpoint).replace('\n', "\n                   ")),
+                        Ok(o) => r.line(
+                            "ok",
+                            "token",
+                            format!(
+                                "{} answered with a token for {} (expires {})",
+                                request.endpoint,
+                                args.scope,
+                                rfc3339(o.token.expires_on)
+                            ),
+                        ),
+                        Err(e) => r.line(
+                            "FAIL",
+                            "token",
+                            format!("{}: {e}", request.endpoint)
+                                .replace('\n', "\n                   "),
+                        ),
                     }
                 }
             }
         }
-        _ => r.line("info", "token", "pass --tenant and --client-id (or --token-url) to try a token request"),
+        _ => r.line(
+            "info",
+            "token",
+            "pass --tenant and --client-id (or --token-url) to try a token request",
+        ),
     }
     super::print(&r.text)?;
-    Ok(if r.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if r.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

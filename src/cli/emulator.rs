@@ -49,7 +49,11 @@ pub struct EmulatorArgs {
 
 pub fn config(args: &EmulatorArgs) -> Result<Config> {
     if !args.listen.ip().is_loopback() {
-        return Err(format!("--listen {}: the emulator listens on loopback only (127.0.0.1 or [::1])", args.listen).into());
+        return Err(format!(
+            "--listen {}: the emulator listens on loopback only (127.0.0.1 or [::1])",
+            args.listen
+        )
+        .into());
     }
     let mut apps: Vec<App> = Vec::new();
     for reg in &args.register {

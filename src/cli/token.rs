@@ -188,7 +188,10 @@ pub fn cache(no_cache: bool) -> Option<Cache> {
     match Cache::open(&dir) {
         Ok(c) => Some(c),
         Err(e) => {
-            super::warn(&format!("token cache {} unusable ({e}); continuing without it", dir.display()));
+            super::warn(&format!(
+                "token cache {} unusable ({e}); continuing without it",
+                dir.display()
+            ));
             None
         }
     }

@@ -37,7 +37,14 @@ pub(super) fn sign_token(state: &State, claims: Value) -> String {
 fn object_id(name: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
     let h = crate::encoding::hex(&d.as_ref()[..16], false);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Handle one token request; `Ok` is the success JSON.
@@ -56,14 +63,18 @@ pub(super) fn token(
     };
     let known_tenant = match &state.config.tenant {
         Some(t) => t.eq_ignore_ascii_case(tenant),
-        None => !["common", "organizations", "consumers"].contains(&tenant.to_ascii_lowercase().as_str()),
+        None => !["common", "organizations", "consumers"]
+            .contains(&tenant.to_ascii_lowercase().as_str()),
     };
     if !known_tenant {
         return Err(bad_request(90002, format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.")));
     }
     let mut seen_names = std::collections::HashSet::new();
     if let Some((dup, _)) = form.iter().find(|(k, _)| !seen_names.insert(k.as_str())) {
-        return Err(bad_request(90015, format!("Requested query string is too long or parameter '{dup}' is duplicated.")));
+        return Err(bad_request(
+            90015,
+            format!("Requested query string is too long or parameter '{dup}' is duplicated."),
+        ));
     }
     let grant_type = get("grant_type").ok_or_else(|| missing("grant_type"))?;
     let client_id = get("client_id").ok_or_else(|| missing("client_id"))?;
@@ -82,14 +93,26 @@ pub(super) fn token(
         .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
         .ok_or_else(|| Refusal::new(400, "unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")))?;
     let now = unix_now();
-    verify::client_assertion(app, &app.client_id, assertion, audience, now, &state.seen_jti)?;
+    verify::client_assertion(
+        app,
+        &app.client_id,
+        assertion,
+        audience,
+        now,
+        &state.seen_jti,
+    )?;
     // The target: v2 takes scope (never resource), v1 takes resource.
     if !v1 && get("resource").is_some() {
-        return Err(bad_request(901002, "The 'resource' request parameter is not supported."));
+        return Err(bad_request(
+            901002,
+            "The 'resource' request parameter is not supported.",
+        ));
     }
     let scope = get("scope").unwrap_or_default();
     let resource = if v1 {
-        get("resource").ok_or_else(|| missing("resource"))?.to_string()
+        get("resource")
+            .ok_or_else(|| missing("resource"))?
+            .to_string()
     } else {
         String::new()
     };
@@ -114,15 +137,26 @@ pub(super) fn token(
             let redirect_uri = get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
             let mut codes = state.codes.lock().expect("codes");
             let Some((seeded, redeemed)) = codes.get_mut(code) else {
-                return Err(invalid_grant(70000, "The provided value for the 'code' parameter is not valid."));
+                return Err(invalid_grant(
+                    70000,
+                    "The provided value for the 'code' parameter is not valid.",
+                ));
             };
             if *redeemed {
                 return Err(invalid_grant(54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token."));
             }
-            if seeded.client_id.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(client_id)) {
+            if seeded
+                .client_id
+                .as_deref()
+                .is_some_and(|c| !c.eq_ignore_ascii_case(client_id))
+            {
                 return Err(invalid_grant(70000, "The provided value for the 'code' parameter is not valid: it was issued to another client."));
             }
-            if seeded.redirect_uri.as_deref().is_some_and(|r| r != redirect_uri) {
+            if seeded
+                .redirect_uri
+                .as_deref()
+                .is_some_and(|r| r != redirect_uri)
+            {
                 return Err(invalid_grant(50011, format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI the code was issued for.")));
             }
             if let Some(challenge) = &seeded.code_challenge {
@@ -133,7 +167,10 @@ pub(super) fn token(
                 }
             }
             *redeemed = true;
-            let user = seeded.user.clone().unwrap_or_else(|| "emulator-user".into());
+            let user = seeded
+                .user
+                .clone()
+                .unwrap_or_else(|| "emulator-user".into());
             (Some(user), Some(scope.to_string()), true)
         }
         JWT_BEARER_GRANT => {
@@ -153,9 +190,20 @@ pub(super) fn token(
                 None => return Err(invalid_grant(9002313, "Invalid request. Request is malformed or invalid: the refresh token is not valid.")),
             }
         }
-        other => return Err(Refusal::new(400, "unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{other}'."))),
+        other => {
+            return Err(Refusal::new(
+                400,
+                "unsupported_grant_type",
+                70003,
+                format!("The app requested an unsupported grant type '{other}'."),
+            ))
+        }
     };
-    let tid = state.config.tenant.clone().unwrap_or_else(|| tenant.to_string());
+    let tid = state
+        .config
+        .tenant
+        .clone()
+        .unwrap_or_else(|| tenant.to_string());
     let aud = if v1 {
         resource.clone()
     } else {
@@ -228,7 +276,8 @@ fn verify_user_assertion(
     now: i64,
 ) -> Result<String, Refusal> {
     let bad = |code, d: &str| invalid_grant(code, d.to_string());
-    let jws = verify::decode(jwt).ok_or_else(|| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
+    let jws = verify::decode(jwt)
+        .ok_or_else(|| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
     if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
         || crate::signer::verify(
             crate::Signer::public_key_der(&state.signer),
@@ -238,15 +287,29 @@ fn verify_user_assertion(
         )
         .is_err()
     {
-        return Err(bad(50013, "Assertion failed signature validation. [Reason - The key was not found.]"));
+        return Err(bad(
+            50013,
+            "Assertion failed signature validation. [Reason - The key was not found.]",
+        ));
     }
-    let aud = jws.claims.get("aud").and_then(Value::as_str).unwrap_or_default();
-    if !(aud.eq_ignore_ascii_case(client_id) || aud.eq_ignore_ascii_case(&format!("api://{client_id}"))) {
+    let aud = jws
+        .claims
+        .get("aud")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !(aud.eq_ignore_ascii_case(client_id)
+        || aud.eq_ignore_ascii_case(&format!("api://{client_id}")))
+    {
         return Err(bad(50013, &format!("Assertion failed signature validation. [Reason - The provided audience '{aud}' is not this application's ({client_id}).]")));
     }
     let exp = jws.claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     if now > exp + crate::inspect::SKEW {
         return Err(bad(500133, &format!("Assertion is not within its valid time range. Ensure that the access token is not expired before using it for user assertion, or request a new token. Current time: {}, expiry time of assertion {}.", rfc3339(now), rfc3339(exp))));
     }
-    Ok(jws.claims.get("sub").and_then(Value::as_str).unwrap_or("user").to_string())
+    Ok(jws
+        .claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or("user")
+        .to_string())
 }

@@ -73,7 +73,9 @@ impl std::str::FromStr for Fault {
             "slow" => Self::Slow(Duration::from_secs(3)),
             other => match other.strip_prefix("slow=") {
                 Some(ms) => Self::Slow(Duration::from_millis(
-                    ms.trim_end_matches("ms").parse().map_err(|_| format!("{other}: slow=MILLISECONDS"))?,
+                    ms.trim_end_matches("ms")
+                        .parse()
+                        .map_err(|_| format!("{other}: slow=MILLISECONDS"))?,
                 )),
                 None => {
                     return Err(format!(
@@ -247,7 +249,10 @@ pub fn start(config: Config) -> Result<Running, Error> {
     let addr = listener.local_addr().map_err(Error::Runtime)?;
     listener.set_nonblocking(true).map_err(Error::Runtime)?;
     let signer = software_key()?;
-    let kid = b64url(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signer.public_key_der()).as_ref()[..20]);
+    let kid = b64url(
+        &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signer.public_key_der()).as_ref()
+            [..20],
+    );
     let (tls, ca_pem) = if config.tls {
         let (acceptor, ca) = server::tls_acceptor()?;
         (Some(acceptor), Some(ca))
@@ -259,7 +264,11 @@ pub fn start(config: Config) -> Result<Running, Error> {
     } else {
         addr.ip().to_string()
     };
-    let url = format!("{}://{host}:{}", if config.tls { "https" } else { "http" }, addr.port());
+    let url = format!(
+        "{}://{host}:{}",
+        if config.tls { "https" } else { "http" },
+        addr.port()
+    );
     let codes = config
         .codes
         .iter()
@@ -352,7 +361,12 @@ impl Running {
     /// of that API would send it (the on-behalf-of `assertion`), valid `lifetime` seconds.
     pub fn issue_user_token(&self, api_client_id: &str, user: &str, lifetime: i64) -> String {
         let now = unix_now();
-        let tenant = self.state.config.tenant.clone().unwrap_or_else(|| "emulator".into());
+        let tenant = self
+            .state
+            .config
+            .tenant
+            .clone()
+            .unwrap_or_else(|| "emulator".into());
         grants::sign_token(
             &self.state,
             serde_json::json!({
@@ -377,7 +391,9 @@ impl Drop for Running {
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Running")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 

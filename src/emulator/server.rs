@@ -129,11 +129,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         Ok(b) => b.to_bytes(),
         Err(_) => return answer(413, "text/plain", b"request body too large".to_vec()),
     };
-    let form: Vec<(String, String)> = if content_type.starts_with("application/x-www-form-urlencoded") {
-        serde_urlencoded::from_bytes(&body).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let form: Vec<(String, String)> =
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            serde_urlencoded::from_bytes(&body).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
     let mut record = Recorded {
         method: method.clone(),
         path: path.clone(),
@@ -144,20 +145,49 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
     let fault = state.faults.lock().expect("faults").pop_front();
     let response = match fault {
         Some(Fault::TooManyRequests { retry_after }) => {
-            let mut r = json(429, &serde_json::json!({"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop. Please contact your app vendor.","error_codes":[50196]}));
+            let mut r = json(
+                429,
+                &serde_json::json!({"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop. Please contact your app vendor.","error_codes":[50196]}),
+            );
             r.headers_mut().insert(
                 hyper::header::RETRY_AFTER,
                 hyper::header::HeaderValue::from(retry_after),
             );
             r
         }
-        Some(Fault::Unavailable) => answer(503, "text/html", b"<html><body>Service Unavailable</body></html>".to_vec()),
-        Some(Fault::Malformed) => answer(200, "application/json", b"{\"access_token\": \"trunc".to_vec()),
+        Some(Fault::Unavailable) => answer(
+            503,
+            "text/html",
+            b"<html><body>Service Unavailable</body></html>".to_vec(),
+        ),
+        Some(Fault::Malformed) => answer(
+            200,
+            "application/json",
+            b"{\"access_token\": \"trunc".to_vec(),
+        ),
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
-            route(state, &method, &path, &host, &content_type, &form, &correlation_id, &mut record)
+            route(
+                state,
+                &method,
+                &path,
+                &host,
+                &content_type,
+                &form,
+                &correlation_id,
+                &mut record,
+            )
         }
-        None => route(state, &method, &path, &host, &content_type, &form, &correlation_id, &mut record),
+        None => route(
+            state,
+            &method,
+            &path,
+            &host,
+            &content_type,
+            &form,
+            &correlation_id,
+            &mut record,
+        ),
     };
     record.status = response.status().as_u16();
     state.log.lock().expect("log").push(record);
@@ -184,7 +214,11 @@ fn route(
     if method != "POST" {
         return answer(405, "text/plain", b"use POST".to_vec());
     }
-    let scheme = if state.base_url.starts_with("https") { "https" } else { "http" };
+    let scheme = if state.base_url.starts_with("https") {
+        "https"
+    } else {
+        "http"
+    };
     let audience = format!("{scheme}://{host}{path}");
     let result = if content_type.starts_with("application/x-www-form-urlencoded") {
         grants::token(state, tenant, v1, &audience, form)
@@ -195,7 +229,10 @@ fn route(
         Ok(body) => json(200, &body),
         Err(refusal) => {
             record.error_code = Some(refusal.code);
-            json(refusal.status, &refusal.body(&state.base_url, correlation_id))
+            json(
+                refusal.status,
+                &refusal.body(&state.base_url, correlation_id),
+            )
         }
     }
 }

@@ -86,13 +86,14 @@ pub(crate) fn client_assertion(
     }
     let cert = find_certificate(app, client_id, &jws.header)?;
     let thumb = cert.thumbprint_hex();
-    if let Err(e) = crate::signer::verify(
+    if crate::signer::verify(
         cert.spki_der(),
         alg,
         jws.signing_input.as_bytes(),
         &jws.signature,
-    ) {
-        let _ = e;
+    )
+    .is_err()
+    {
         return Err(invalid_client(
             700027,
             format!(

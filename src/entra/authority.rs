@@ -48,12 +48,24 @@ mod tests {
             "https://login.chinacloudapi.cn/t/oauth2/token"
         );
         assert_eq!(
-            endpoint(AUTHORITY_PUBLIC, None, Some("https://idp.example/token"), s.version()).unwrap(),
+            endpoint(
+                AUTHORITY_PUBLIC,
+                None,
+                Some("https://idp.example/token"),
+                s.version()
+            )
+            .unwrap(),
             "https://idp.example/token"
         );
         let e = endpoint("http://login.example.com", Some("t"), None, s.version()).unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
-        let e = endpoint(AUTHORITY_PUBLIC, None, Some("http://10.0.0.1/token"), s.version()).unwrap_err();
+        let e = endpoint(
+            AUTHORITY_PUBLIC,
+            None,
+            Some("http://10.0.0.1/token"),
+            s.version(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
         assert!(endpoint(AUTHORITY_PUBLIC, Some("common"), None, s.version()).is_err());
     }

@@ -59,7 +59,11 @@ pub struct Cache {
 impl Cache {
     /// The default directory (see the module docs); `None` without any of the variables.
     pub fn default_dir() -> Option<PathBuf> {
-        let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |n: &str| {
+            std::env::var_os(n)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         var("CERTASSERT_CACHE_DIR")
             .or_else(|| var("XDG_RUNTIME_DIR").map(|d| d.join("certassert")))
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("certassert")))
@@ -126,17 +130,20 @@ impl Cache {
             scope: token.scope.clone(),
             resource: token.resource.clone(),
         };
-        let data = zeroize::Zeroizing::new(serde_json::to_vec(&entry).map_err(std::io::Error::other)?);
+        let data =
+            zeroize::Zeroizing::new(serde_json::to_vec(&entry).map_err(std::io::Error::other)?);
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
             .open(self.dir.join(format!("{}.lock", key.as_str())))?;
-        lock.lock()?;
-        let tmp = self
-            .dir
-            .join(format!(".{}.{}.tmp", key.as_str(), hex(&random::<8>(), false)));
+        let _held = Flock::exclusive(&lock)?;
+        let tmp = self.dir.join(format!(
+            ".{}.{}.tmp",
+            key.as_str(),
+            hex(&random::<8>(), false)
+        ));
         let result = (|| {
             let mut f = fs::OpenOptions::new()
                 .create_new(true)
@@ -150,8 +157,35 @@ impl Cache {
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        let _ = lock.unlock();
         result
+    }
+}
+
+/// An exclusive `flock(2)` on a file, released on drop (std's `File::lock` needs Rust
+/// 1.89; this crate's minimum is 1.85).
+struct Flock<'a>(&'a fs::File);
+
+impl<'a> Flock<'a> {
+    fn exclusive(file: &'a fs::File) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        loop {
+            // SAFETY: flock on a file descriptor we own for the lifetime of `file`.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Self(file));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: as above; closing the file would release the lock anyway.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -185,14 +219,23 @@ mod tests {
         let text = fs::read_to_string(cache.path(&key)).unwrap();
         assert!(!text.contains("rt-never-on-disk"), "{text}");
         assert_eq!(cache.get(&key, 0).unwrap().access_token.expose(), "at");
-        assert!(cache.get(&key, 10_000 - 300).is_none(), "5 minutes must remain");
+        assert!(
+            cache.get(&key, 10_000 - 300).is_none(),
+            "5 minutes must remain"
+        );
         fs::write(cache.path(&key), b"{not json").unwrap();
         assert!(cache.get(&key, 0).is_none());
         cache.put(&key, &token(10_000)).unwrap();
         assert!(cache.get(&key, 0).is_some());
         let leftovers: Vec<_> = fs::read_dir(cache.dir())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
             .collect();
         assert!(leftovers.is_empty());
     }

@@ -36,7 +36,12 @@ impl EntraError {
         let mut codes: Vec<u32> = v
             .get("error_codes")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.as_u64()).map(|c| c as u32).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_u64())
+                    .map(|c| c as u32)
+                    .collect()
+            })
             .unwrap_or_default();
         if codes.is_empty() {
             codes.extend(aadsts_in(&description));
@@ -143,7 +148,7 @@ pub enum Error {
     },
     /// Entra (or the server) refused, with an OAuth error body.
     #[error("{0}")]
-    Entra(EntraError),
+    Entra(Box<EntraError>),
     /// An answer that is not OAuth JSON (a proxy's HTML page, a truncated body).
     #[error("POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body_start}")]
     NotOAuth {
@@ -174,7 +179,7 @@ impl Error {
     /// The Entra error, if the server answered with one.
     pub fn entra(&self) -> Option<&EntraError> {
         match self {
-            Self::Entra(e) => Some(e),
+            Self::Entra(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -192,7 +197,11 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("AADSTS700027: Client assertion contains an invalid signature. [401 invalid_client, correlation id c, trace id t]\nhint: the certificate"), "{text}");
         assert!(EntraError::parse(500, b"<html>").is_none());
-        let e = EntraError::parse(400, br#"{"error":"invalid_scope","error_description":"AADSTS70011: bad"}"#).unwrap();
+        let e = EntraError::parse(
+            400,
+            br#"{"error":"invalid_scope","error_description":"AADSTS70011: bad"}"#,
+        )
+        .unwrap();
         assert_eq!(e.code(), Some(70011));
     }
 }

@@ -69,8 +69,8 @@ impl HttpClient {
                 detail,
             };
             let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| fail(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
             if certs.is_empty() {
                 return Err(fail("no PEM CERTIFICATE block in it".into()));
             }
@@ -125,8 +125,7 @@ impl HttpClient {
                 .and_then(parse_retry_after);
             let bytes = match response.bytes() {
                 Ok(b) => b,
-                Err(e) if !last => {
-                    let _ = e;
+                Err(_) if !last => {
                     std::thread::sleep(backoff);
                     continue;
                 }
@@ -169,7 +168,7 @@ fn parse_answer(url: &str, status: u16, body: &[u8], now: i64) -> Result<Token, 
     };
     if !(200..300).contains(&status) {
         return Err(EntraError::parse(status, body)
-            .map(Error::Entra)
+            .map(|e| Error::Entra(Box::new(e)))
             .unwrap_or_else(|| not_oauth("no OAuth error JSON")));
     }
     let json: serde_json::Value =
@@ -209,7 +208,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_or_date() {
         assert_eq!(super::parse_retry_after("7"), Some(7));
-        assert_eq!(super::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
+        assert_eq!(
+            super::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(0)
+        );
         assert_eq!(super::parse_retry_after("soon"), None);
     }
 }

@@ -95,7 +95,10 @@ impl Client {
         credential: &Credential<'_>,
         request: &TokenRequest,
     ) -> Result<Outcome, Error> {
-        let leaf = credential.chain.first().ok_or(Error::Assertion(assertion::Error::NoCertificate))?;
+        let leaf = credential
+            .chain
+            .first()
+            .ok_or(Error::Assertion(assertion::Error::NoCertificate))?;
         let key = (request.cacheable()).then(|| request.cache_key(&leaf.thumbprint_hex()));
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             if let Some(token) = cache.get(key, unix_now()) {
@@ -115,16 +118,23 @@ impl Client {
             x5c: credential.x5c,
         };
         params.validate()?;
-        let (token, attempts) = self.http()?.post_token(&request.endpoint, || {
-            let jwt =
-                assertion::build(credential.signer, credential.chain, &params, unix_now())?;
-            Ok(request.form(&jwt))
-        }, unix_now)?;
+        let (token, attempts) = self.http()?.post_token(
+            &request.endpoint,
+            || {
+                let jwt =
+                    assertion::build(credential.signer, credential.chain, &params, unix_now())?;
+                Ok(request.form(&jwt))
+            },
+            unix_now,
+        )?;
         let mut warning = None;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             // A read-only or full disk must not cost the caller its token.
             if let Err(e) = cache.put(key, &token) {
-                warning = Some(format!("token not cached in {}: {e}", cache.dir().display()));
+                warning = Some(format!(
+                    "token not cached in {}: {e}",
+                    cache.dir().display()
+                ));
             }
         }
         Ok(Outcome {

@@ -244,8 +244,10 @@ mod tests {
     #[test]
     fn claims_merge_keeps_the_challenge_and_adds_cp1() {
         let merged: Value = serde_json::from_str(
-            &merge_claims(Some(r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#))
-                .unwrap(),
+            &merge_claims(Some(
+                r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#,
+            ))
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(merged["access_token"]["nbf"]["value"], "1");

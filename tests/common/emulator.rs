@@ -25,11 +25,26 @@ impl AppFiles {
         let key = dir.join(format!("{name}.key.pem"));
         let cert = dir.join(format!("{name}.cert.pem"));
         openssl(&[
-            "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", s(&key),
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            s(&key),
         ]);
         openssl(&[
-            "req", "-x509", "-new", "-key", s(&key), "-subj", &format!("/CN={name}"), "-days",
-            "365", "-out", s(&cert),
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            s(&key),
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "365",
+            "-out",
+            s(&cert),
         ]);
         Self {
             key,
