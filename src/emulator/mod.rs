@@ -1,6 +1,6 @@
 //! A local Microsoft Entra ID token endpoint, as strict as the real one, for tests, the
 //! demo and offline development. Apps and their certificates are registered at start;
-//! client assertions are verified the way Entra does ([`verify`](self) — RFC 8725 rules,
+//! client assertions are verified the way Entra does (RFC 8725 rules,
 //! Entra's AADSTS codes and error JSON); the grants are client credentials (v2 `scope`
 //! with `/.default`, or v1 `resource`), authorization codes seeded up front (single use,
 //! optional PKCE), on-behalf-of (user tokens this emulator issued) and refresh tokens.

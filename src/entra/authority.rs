@@ -13,7 +13,7 @@ pub const AUTHORITY_CHINA: &str = "https://login.chinacloudapi.cn";
 
 /// The token endpoint to post to (and the assertion's `aud`): `token_url` when given,
 /// else `{authority_host}/{tenant}/oauth2/v2.0/token` for scopes or
-/// `{authority_host}/{tenant}/oauth2/token` for a resource ([`Target::version`]).
+/// `{authority_host}/{tenant}/oauth2/token` for a resource (see [`Target::version`](super::Target::version)).
 ///
 /// # Errors
 /// Plain http to a non-loopback host, a missing or multi-tenant tenant, a bad URL.
