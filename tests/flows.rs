@@ -1287,6 +1287,33 @@ fn cli_doctor_checks_pairing_and_explains_a_token_error() {
     );
     assert!(!out.contains("FAIL"), "{out}");
 
+    // Under 30 days left: a warning, not a failure.
+    let short = dir.path().join("short.cert.pem");
+    common::openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        s(&app.key),
+        "-subj",
+        "/CN=short",
+        "-days",
+        "10",
+        "-out",
+        s(&short),
+    ]);
+    let out = stdout_ok(&run(certassert(&c).args([
+        "doctor",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&short),
+    ])));
+    assert!(
+        out.contains("warn  validity") && out.contains("days left"),
+        "{out}"
+    );
+
     let out = run(certassert(&c).args(["doctor", "--key", s(&app.key), "--cert", s(&other.cert)]));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
