@@ -1408,3 +1408,10 @@ fn cli_honours_https_proxy_and_no_proxy() {
     stdout_ok(&out);
     assert_eq!(emu.requests().len(), 1);
 }
+
+#[test]
+fn a_client_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Client>();
+    shareable::<Running>();
+}

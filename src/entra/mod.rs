@@ -22,7 +22,7 @@ use crate::assertion::{self, Params};
 use crate::cert::Certificate;
 use crate::encoding::unix_now;
 use crate::signer::{Algorithm, Signer};
-use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 /// The certificate credential: a key behind a [`Signer`] and its certificate chain.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +56,7 @@ pub struct Outcome {
 /// roots) and an optional cache.
 pub struct Client {
     options: HttpOptions,
-    http: OnceCell<HttpClient>,
+    http: OnceLock<HttpClient>,
     cache: Option<Cache>,
 }
 
@@ -65,7 +65,7 @@ impl Client {
     pub fn new(options: HttpOptions, cache: Option<Cache>) -> Self {
         Self {
             options,
-            http: OnceCell::new(),
+            http: OnceLock::new(),
             cache,
         }
     }
