@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Performance report. Each section is a function that measures one thing and adds rows
 # to the table printed at the end; later backends append their own section functions
-# (PKCS#11, TPM, token cache-hit latency) and call them from main.
+# (PKCS#11, TPM) and call them from main; section_token_cache times `certassert token`
+# answered from its cache.
 #
 #   ci/bench.sh                 software RSA: certassert assertions/s vs openssl speed
 #   ci/bench.sh --criterion     also run `cargo bench --bench assertion`
@@ -20,8 +21,13 @@ RUN_CRITERION=0
 LOAD_BEFORE="?"
 TABLE=()
 TMPDIRS=()
+PIDS=()
 
 cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
     if ((${#TMPDIRS[@]})); then
         rm -rf -- "${TMPDIRS[@]}"
     fi
@@ -178,6 +184,49 @@ section_pkcs11() {
     row "certassert assertion (pkcs11) CLI, ms" "$ours" " " "mean; process start to JWT"
     row "pkcs11-tool --sign CLI, ms" "$theirs" " " "mean; includes a shell for the PIN"
     row "ratio pkcs11-tool / certassert time" "$(ratio "$theirs" "$ours")" "×" "target > 1.00× (certassert faster)"
+# How many requests a `certassert emulator` at $1 has received.
+emulator_requests() {
+    python3 -c 'import json, sys, urllib.request
+print(len(json.load(urllib.request.urlopen(sys.argv[1] + "/_emulator/requests"))))' "$1"
+}
+
+# `certassert token` answered from the cache: process start, key + certificate loaded and
+# checked, cache file read, token printed — no signature, no request. A `certassert
+# emulator` on loopback issues the first token; every timed run must then be a hit.
+section_token_cache() {
+    local dir csv mean_ms url="" i client=11111111-2222-3333-4444-555555555555
+    make_tmpdir dir
+    local bin="$PWD/target/release/certassert"
+    "$bin" key generate --key "$dir/app.key.pem" >/dev/null 2>&1 || die "certassert key generate failed"
+    "$bin" cert create --key "$dir/app.key.pem" --subject CN=certassert-bench --days 30 \
+        --out "$dir/app.cert.pem" >/dev/null 2>&1 || die "certassert cert create failed"
+    "$bin" emulator --listen 127.0.0.1:0 --register "$client=$dir/app.cert.pem" >"$dir/emulator.out" &
+    PIDS+=("$!")
+    for ((i = 0; i < 100; i++)); do
+        url="$(head -n1 "$dir/emulator.out" 2>/dev/null || true)"
+        [[ "$url" == http* ]] && break
+        sleep 0.1
+    done
+    [[ "$url" == http* ]] || die "certassert emulator did not start"
+    local -a token=("$bin" token --key "$dir/app.key.pem" --cert "$dir/app.cert.pem"
+        --tenant contoso.onmicrosoft.com --client-id "$client" --authority-host "$url"
+        --scope https://graph.microsoft.com/.default)
+    export CERTASSERT_CACHE_DIR="$dir/cache"
+    "${token[@]}" >/dev/null || die "the first certassert token failed"
+    local sent
+    sent="$(emulator_requests "$url")" || die "cannot read the emulator's request log"
+
+    header "hyperfine: certassert token, cache hit (software key, token from the cache)"
+    csv="$dir/hyperfine.csv"
+    local quoted
+    quoted="$(printf "'%s' " "${token[@]}")"
+    hyperfine --shell=none --warmup 3 --min-runs 50 --export-csv "$csv" "$quoted" || die "hyperfine failed"
+    unset CERTASSERT_CACHE_DIR
+    local after
+    after="$(emulator_requests "$url")" || die "cannot read the emulator's request log"
+    [[ "$after" == "$sent" ]] || die "cache-hit runs sent $((after - sent)) request(s) to the emulator"
+    mean_ms="$(number "hyperfine mean" "$(awk -F, 'NR == 2 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    row "certassert token cache-hit latency, ms" "$mean_ms" " " "mean; target ≤ 5 ms; 0 requests sent"
 }
 
 # The same two measurements under criterion's statistics (optional: slower).
@@ -223,6 +272,7 @@ main() {
     section_software
     section_cli
     section_pkcs11
+    section_token_cache
     if ((RUN_CRITERION)); then
         section_criterion
     fi

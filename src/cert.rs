@@ -623,6 +623,123 @@ pub fn create_csr(signer: &dyn Signer, alg: Algorithm, subject: &str) -> Result<
     encode("certificate request", &csr)
 }
 
+/// A throwaway TLS authority for a loopback server (the emulator's `--tls`): a CA
+/// certificate self-signed by `ca_signer` (CA:true, keyCertSign) and a server certificate
+/// for `server_signer`'s key, issued by that CA, valid for `localhost`, `127.0.0.1` and
+/// `::1` (serverAuth). Both are valid from one minute ago for `days` days; the clients
+/// trust the CA (`--ca-file`), never the server certificate itself.
+///
+/// # Errors
+/// A bad day count, or a backend failing to sign.
+pub fn create_loopback_tls(
+    ca_signer: &dyn Signer,
+    server_signer: &dyn Signer,
+    days: u32,
+    now: i64,
+) -> Result<(Certificate, Certificate), Error> {
+    use picky_asn1::restricted_string::IA5String;
+    use picky_asn1::wrapper::{Asn1SequenceOf, Ia5StringAsn1, OctetStringAsn1};
+    use picky_asn1_x509::name::GeneralName;
+    if !(1..=36_500).contains(&days) {
+        return Err(Error::Days(days));
+    }
+    let ca_name = parse_subject("CN=certassert emulator CA")?;
+    let ca_ski = key_identifier(ca_signer.public_key_der());
+    let mut ca_usage = KeyUsage::new(7);
+    ca_usage.set_key_cert_sign(true);
+    ca_usage.set_crl_sign(true);
+    let ca_extensions = vec![
+        Extension::new_basic_constraints(true, 0),
+        Extension::new_key_usage(ca_usage),
+        Extension::new_subject_key_identifier(ca_ski.clone()),
+    ];
+    let ca = issue(
+        ca_signer,
+        &ca_name,
+        ca_name.clone(),
+        signer_spki(ca_signer)?,
+        ca_extensions,
+        days,
+        now,
+    )?;
+    let mut usage = KeyUsage::new(3);
+    usage.set_digital_signature(true);
+    usage.set_key_encipherment(true);
+    let dns = IA5String::from_string("localhost".into()).map_err(|e| Error::Encode {
+        what: "subjectAltName",
+        detail: e.to_string(),
+    })?;
+    let names = Asn1SequenceOf(vec![
+        GeneralName::DnsName(Ia5StringAsn1::from(dns)),
+        GeneralName::IpAddress(OctetStringAsn1::from(vec![127, 0, 0, 1])),
+        GeneralName::IpAddress(OctetStringAsn1::from({
+            let mut v6 = vec![0u8; 16];
+            v6[15] = 1;
+            v6
+        })),
+    ]);
+    let server_extensions = vec![
+        Extension::new_basic_constraints(false, None),
+        Extension::new_key_usage(usage),
+        Extension::new_extended_key_usage(vec![picky_asn1_x509::oids::kp_server_auth()]),
+        Extension::new_subject_alt_name(names).into_non_critical(),
+        Extension::new_subject_key_identifier(key_identifier(server_signer.public_key_der())),
+        Extension::new_authority_key_identifier(KeyIdentifier::from(ca_ski), None, None),
+    ];
+    let server = issue(
+        ca_signer,
+        &ca_name,
+        parse_subject("CN=localhost")?,
+        signer_spki(server_signer)?,
+        server_extensions,
+        days,
+        now,
+    )?;
+    Ok((ca, server))
+}
+
+/// Sign a certificate for `spki` with `issuer_signer` (RS256), random serial.
+fn issue(
+    issuer_signer: &dyn Signer,
+    issuer: &Name,
+    subject: Name,
+    spki: SubjectPublicKeyInfo,
+    extensions: Vec<Extension>,
+    days: u32,
+    now: i64,
+) -> Result<Certificate, Error> {
+    let mut serial: [u8; 16] = random();
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    let tbs = TbsCertificate {
+        version: ExplicitContextTag0(Version::V3),
+        serial_number: IntegerAsn1::from_bytes_be_unsigned(serial.to_vec()),
+        signature: signature_algorithm(Algorithm::Rs256),
+        issuer: issuer.clone(),
+        validity: Validity {
+            not_before: asn1_time(now - 60)?,
+            not_after: asn1_time(now + i64::from(days) * 86_400)?,
+        },
+        subject,
+        subject_public_key_info: spki,
+        extensions: ExplicitContextTag3(Extensions(extensions)),
+    };
+    let tbs_der = encode("certificate", &tbs)?;
+    let signature = issuer_signer
+        .sign(Algorithm::Rs256, &tbs_der)
+        .map_err(|source| Error::Sign {
+            what: "certificate",
+            source,
+        })?;
+    let cert = picky_asn1_x509::Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: signature_algorithm(Algorithm::Rs256),
+        signature_value: BitStringAsn1::from(picky_asn1::bit_string::BitString::with_bytes(
+            signature,
+        )),
+    };
+    Certificate::from_der(encode("certificate", &cert)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

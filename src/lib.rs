@@ -6,12 +6,15 @@
 //! [`assertion`] (client assertion JWTs) and [`inspect`] (lint any JWT against Entra's
 //! rules) sit on [`cert`] (X.509 load/build, thumbprints), which signs through the
 //! [`signer::Signer`] trait; [`keyref`] and [`secret`] parse what names a key and what
-//! unlocks it.
+//! unlocks it. [`entra`] gets tokens with that credential (grants, retries, AADSTS
+//! hints, cache); [`emulator`] is a local Entra token endpoint as strict as the real one.
 
 pub mod assertion;
 pub mod cert;
 pub mod der;
+pub mod emulator;
 pub mod encoding;
+pub mod entra;
 pub mod inspect;
 pub mod keyref;
 pub mod pem;

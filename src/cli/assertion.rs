@@ -1,9 +1,7 @@
 //! `certassert assertion`: print one signed client assertion.
 
-use super::{env, print, resolve_chain, KeyArg, Result};
-use certassert::assertion::{
-    self, EndpointVersion, Params, DEFAULT_AUTHORITY_HOST, DEFAULT_LIFETIME,
-};
+use super::{print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
+use certassert::assertion::{self, EndpointVersion, Params, DEFAULT_LIFETIME};
 use certassert::encoding::unix_now;
 use certassert::Algorithm;
 use clap::Args;
@@ -25,12 +23,8 @@ pub struct AssertionArgs {
     /// Certificate registered with the app; default: the one stored with the key [env: CERTASSERT_CERT]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
-    /// Directory (tenant) ID or verified domain [env: AZURE_TENANT_ID]
-    #[arg(long, value_name = "T")]
-    tenant: Option<String>,
-    /// Application (client) ID [env: AZURE_CLIENT_ID]
-    #[arg(long, value_name = "ID")]
-    client_id: Option<String>,
+    #[command(flatten)]
+    app: AppArgs,
     /// RS256 (header x5t) or PS256 (header x5t#S256)
     #[arg(long, default_value = "RS256", value_parser = super::cert::parse_alg)]
     alg: Algorithm,
@@ -40,38 +34,20 @@ pub struct AssertionArgs {
     /// Seconds the assertion stays valid (1–3600)
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_LIFETIME)]
     lifetime: u64,
-    /// Authority host [env: AZURE_AUTHORITY_HOST] [default: https://login.microsoftonline.com]
-    #[arg(long, value_name = "URL", conflicts_with = "token_url")]
-    authority_host: Option<String>,
-    /// Token endpoint of any RFC 7523 server; also the assertion's aud
-    #[arg(long, value_name = "URL")]
-    token_url: Option<String>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Override aud (default: the token endpoint)
     #[arg(long, value_name = "URL")]
     aud: Option<String>,
 }
 
 pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
-    let client_id = args.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")).ok_or(
-        "no client id: pass --client-id (the app registration's Application (client) ID) or set AZURE_CLIENT_ID",
-    )?;
-    let audience = match (&args.aud, &args.token_url) {
-        (Some(aud), _) => aud.clone(),
-        (None, Some(url)) => {
-            assertion::check_url("--token-url", url)?;
-            url.clone()
-        }
-        (None, None) => {
-            let tenant = args.tenant.clone().or_else(|| env("AZURE_TENANT_ID")).ok_or(
-                "no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url",
-            )?;
-            let host = args
-                .authority_host
-                .clone()
-                .or_else(|| env("AZURE_AUTHORITY_HOST"))
-                .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_string());
-            assertion::token_endpoint(&host, &tenant, EndpointVersion::V2)?
-        }
+    let client_id = args.app.client_id()?;
+    let audience = match &args.aud {
+        Some(aud) => aud.clone(),
+        None => args
+            .endpoint
+            .token_endpoint(&args.app, EndpointVersion::V2)?,
     };
     let params = Params {
         client_id: &client_id,

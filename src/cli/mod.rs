@@ -4,8 +4,12 @@
 
 mod assertion;
 mod cert;
+mod demo;
+mod doctor;
+mod emulator;
 mod inspect;
 mod key;
+mod token;
 
 use certassert::cert::Certificate;
 use certassert::keyref::KeyRef;
@@ -38,7 +42,11 @@ Getting started:
   certassert cert create --key app.key.pem --subject CN=my-app --out app.cert.pem
   certassert cert show --cert app.cert.pem      # the thumbprint the portal shows
   certassert assertion --key app.key.pem --cert app.cert.pem --tenant T --client-id ID
-  certassert inspect - < assertion.jwt          # lint any hand-made assertion";
+  certassert inspect - < assertion.jwt          # lint any hand-made assertion
+  certassert token --key app.key.pem --cert app.cert.pem --tenant T --client-id ID \\
+      --scope https://graph.microsoft.com/.default
+  certassert doctor --key app.key.pem --cert app.cert.pem --tenant T --client-id ID
+  certassert demo                               # the whole flow against a local emulator";
 
 #[derive(Parser)]
 #[command(name = "certassert", version, about = ABOUT, long_about = LONG_ABOUT, max_term_width = 100)]
@@ -59,6 +67,14 @@ enum Command {
     Assertion(assertion::AssertionArgs),
     /// Decode a JWT and lint it against Entra ID's rules for client assertions
     Inspect(inspect::InspectArgs),
+    /// Get an access token (client credentials, authorization code, on-behalf-of, refresh)
+    Token(Box<token::TokenArgs>),
+    /// Check key, certificate, thumbprints and (with a tenant) a token request
+    Doctor(doctor::DoctorArgs),
+    /// Run a local, strict Entra ID token endpoint for tests and development
+    Emulator(emulator::EmulatorArgs),
+    /// The whole flow on this machine: key, certificate, emulator, token, timings
+    Demo,
 }
 
 /// `--key`, shared by every command that signs.
@@ -100,6 +116,70 @@ impl KeyArg {
     /// Open the key's signer.
     pub fn open(&self) -> Result<Box<dyn Signer>> {
         Ok(signer::open(&self.keyref()?)?)
+    }
+}
+
+/// `--tenant` and `--client-id`, shared by `assertion`, `token` and `doctor`.
+#[derive(Args, Debug, Clone)]
+pub struct AppArgs {
+    /// Directory (tenant) ID or verified domain [env: AZURE_TENANT_ID]
+    #[arg(long, value_name = "T")]
+    pub tenant: Option<String>,
+    /// Application (client) ID [env: AZURE_CLIENT_ID]
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+impl AppArgs {
+    /// `--client-id`, else AZURE_CLIENT_ID.
+    pub fn client_id(&self) -> Result<String> {
+        Ok(self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")).ok_or(
+            "no client id: pass --client-id (the app registration's Application (client) ID) or set AZURE_CLIENT_ID",
+        )?)
+    }
+
+    /// `--tenant`, else AZURE_TENANT_ID.
+    pub fn tenant(&self) -> Option<String> {
+        self.tenant.clone().or_else(|| env("AZURE_TENANT_ID"))
+    }
+}
+
+/// `--authority-host` / `--token-url`, shared by `assertion`, `token` and `doctor`.
+#[derive(Args, Debug, Clone)]
+pub struct EndpointArgs {
+    /// Authority host [env: AZURE_AUTHORITY_HOST] [default: https://login.microsoftonline.com]
+    #[arg(long, value_name = "URL", conflicts_with = "token_url")]
+    pub authority_host: Option<String>,
+    /// Token endpoint of any RFC 7523 server; also the assertion's aud
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+}
+
+impl EndpointArgs {
+    /// `--authority-host`, else AZURE_AUTHORITY_HOST, else the public cloud.
+    pub fn authority_host(&self) -> String {
+        self.authority_host
+            .clone()
+            .or_else(|| env("AZURE_AUTHORITY_HOST"))
+            .unwrap_or_else(|| certassert::assertion::DEFAULT_AUTHORITY_HOST.to_string())
+    }
+
+    /// The token endpoint: `--token-url`, else `{authority-host}/{tenant}/oauth2/…`.
+    pub fn token_endpoint(
+        &self,
+        app: &AppArgs,
+        version: certassert::assertion::EndpointVersion,
+    ) -> Result<String> {
+        let tenant = app.tenant();
+        if tenant.is_none() && self.token_url.is_none() {
+            return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
+        }
+        Ok(certassert::entra::endpoint(
+            &self.authority_host(),
+            tenant.as_deref(),
+            self.token_url.as_deref(),
+            version,
+        )?)
     }
 }
 
@@ -203,6 +283,10 @@ pub fn main() -> ExitCode {
         Command::Cert(cmd) => cert::run(cmd),
         Command::Assertion(args) => assertion::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Token(args) => token::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Emulator(args) => emulator::run(&args),
+        Command::Demo => demo::run(),
     };
     match result {
         Ok(code) => code,

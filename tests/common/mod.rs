@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod softhsm;
+pub mod emulator;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;

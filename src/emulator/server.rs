@@ -1,0 +1,238 @@
+//! Transport: the accept loop (plain or TLS via tokio-rustls with the aws-lc-rs
+//! provider), HTTP/1.1 via hyper, routing, the fault switches and the request log.
+
+use super::{grants, Error, Fault, Recorded, State};
+use crate::encoding::uuid_v4;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+type Answer = Response<Full<Bytes>>;
+
+/// A TLS acceptor with a fresh CA and a loopback server certificate; returns the CA PEM.
+pub(super) fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), Error> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let keys = |e: &dyn std::fmt::Display| Error::Keys(e.to_string());
+    let ca_key = super::software_key()?;
+    let server_der = crate::signer::generate_software_key(2048).map_err(|e| keys(&e))?;
+    let server_key =
+        crate::signer::SoftwareSigner::from_pkcs8_der(&server_der).map_err(|e| keys(&e))?;
+    let (ca, server) =
+        crate::cert::create_loopback_tls(&ca_key, &server_key, 30, crate::encoding::unix_now())
+            .map_err(|e| keys(&e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![
+                CertificateDer::from(server.der().to_vec()),
+                CertificateDer::from(ca.der().to_vec()),
+            ],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_der.to_vec())),
+        )
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ca.to_pem(),
+    ))
+}
+
+/// Accept connections until `stop` fires.
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
+        });
+    }
+}
+
+fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_str(content_type).expect("static content type"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store, no-cache"),
+    );
+    r
+}
+
+fn json(status: u16, value: &serde_json::Value) -> Answer {
+    answer(
+        status,
+        "application/json; charset=utf-8",
+        value.to_string().into_bytes(),
+    )
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Answer {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    if method == "GET" && path == "/_emulator/requests" {
+        let log = state.log.lock().expect("log").clone();
+        return json(200, &serde_json::to_value(log).unwrap_or_default());
+    }
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let correlation_id = req
+        .headers()
+        .get("client-request-id")
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(uuid_v4, str::to_string);
+    let body = match Limited::new(req.into_body(), 256 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return answer(413, "text/plain", b"request body too large".to_vec()),
+    };
+    let form: Vec<(String, String)> =
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            serde_urlencoded::from_bytes(&body).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+    let mut record = Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        form: form.clone(),
+        status: 0,
+        error_code: None,
+    };
+    let fault = state.faults.lock().expect("faults").pop_front();
+    let response = match fault {
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut r = json(
+                429,
+                &serde_json::json!({"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop. Please contact your app vendor.","error_codes":[50196]}),
+            );
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(retry_after),
+            );
+            r
+        }
+        Some(Fault::Unavailable) => answer(
+            503,
+            "text/html",
+            b"<html><body>Service Unavailable</body></html>".to_vec(),
+        ),
+        Some(Fault::Malformed) => answer(
+            200,
+            "application/json",
+            b"{\"access_token\": \"trunc".to_vec(),
+        ),
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            route(
+                state,
+                &method,
+                &path,
+                &host,
+                &content_type,
+                &form,
+                &correlation_id,
+                &mut record,
+            )
+        }
+        None => route(
+            state,
+            &method,
+            &path,
+            &host,
+            &content_type,
+            &form,
+            &correlation_id,
+            &mut record,
+        ),
+    };
+    record.status = response.status().as_u16();
+    state.log.lock().expect("log").push(record);
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    state: &State,
+    method: &str,
+    path: &str,
+    host: &str,
+    content_type: &str,
+    form: &[(String, String)],
+    correlation_id: &str,
+    record: &mut Recorded,
+) -> Answer {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (tenant, v1) = match segments.as_slice() {
+        [t, "oauth2", "v2.0", "token"] => (*t, false),
+        [t, "oauth2", "token"] => (*t, true),
+        _ => return answer(404, "text/plain", b"not found: the token endpoints are /{tenant}/oauth2/v2.0/token and /{tenant}/oauth2/token".to_vec()),
+    };
+    if method != "POST" {
+        return answer(405, "text/plain", b"use POST".to_vec());
+    }
+    let scheme = if state.base_url.starts_with("https") {
+        "https"
+    } else {
+        "http"
+    };
+    let audience = format!("{scheme}://{host}{path}");
+    let result = if content_type.starts_with("application/x-www-form-urlencoded") {
+        grants::token(state, tenant, v1, &audience, form)
+    } else {
+        Err(super::Refusal::new(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'. (Content-Type must be application/x-www-form-urlencoded.)".into()))
+    };
+    match result {
+        Ok(body) => json(200, &body),
+        Err(refusal) => {
+            record.error_code = Some(refusal.code);
+            json(
+                refusal.status,
+                &refusal.body(&state.base_url, correlation_id),
+            )
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Client assertion checks, in the order Entra applies them and with its codes. As a
+//! verifier this follows RFC 8725: the key is chosen only by `x5t`/`x5t#S256` among the
+//! certificates registered for the app (never from `jwk`, `jku` or `x5c`), only RS256
+//! and PS256 (salt 32) are accepted, `crit` is refused, base64url is strict, `aud` is one
+//! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` within
+//! five minutes of skew, and a `jti` is accepted once.
+
+use super::{App, Refusal};
+use crate::cert::Certificate;
+use crate::encoding::{b64url_decode, hex, rfc3339};
+use crate::signer::Algorithm;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Entra's clock skew allowance.
+const SKEW: i64 = crate::inspect::SKEW;
+
+const DOCS: &str = "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .";
+
+/// A decoded compact JWS whose structure is valid (not yet its signature).
+pub(crate) struct Jws<'a> {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+/// Split and decode a compact JWS strictly (three parts, base64url without padding,
+/// JSON objects).
+pub(crate) fn decode(jwt: &str) -> Option<Jws<'_>> {
+    let mut parts = jwt.split('.');
+    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let object = |part: &str| match serde_json::from_slice::<Value>(&b64url_decode(part)?) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    Some(Jws {
+        header: object(h)?,
+        claims: object(c)?,
+        signing_input: &jwt[..h.len() + 1 + c.len()],
+        signature: b64url_decode(s)?,
+    })
+}
+
+fn invalid_client(code: u32, description: String) -> Refusal {
+    Refusal::new(401, "invalid_client", code, description)
+}
+
+/// Verify `jwt` as `client_id`'s assertion posted to `audience` at `now`.
+pub(crate) fn client_assertion(
+    app: &App,
+    client_id: &str,
+    jwt: &str,
+    audience: &str,
+    now: i64,
+    seen: &Mutex<HashSet<String>>,
+) -> Result<(), Refusal> {
+    let jws = decode(jwt).ok_or_else(|| {
+        invalid_client(
+            50027,
+            "Invalid JWT token. The token is not in JWS compact serialization format (three strict base64url parts of JSON objects).".into(),
+        )
+    })?;
+    let alg = match jws.header.get("alg").and_then(Value::as_str) {
+        Some("RS256") => Algorithm::Rs256,
+        Some("PS256") => Algorithm::Ps256,
+        other => {
+            return Err(invalid_client(
+                5002738,
+                format!(
+                    "Invalid JWT token. '{}' is not a supported signature algorithm. Supported algorithms are: 'RS256, PS256'",
+                    other.unwrap_or("(none)")
+                ),
+            ))
+        }
+    };
+    if jws.header.contains_key("crit") {
+        return Err(invalid_client(
+            50027,
+            "Invalid JWT token. The header parameter 'crit' names extensions this service does not understand.".into(),
+        ));
+    }
+    let cert = find_certificate(app, client_id, &jws.header)?;
+    let thumb = cert.thumbprint_hex();
+    if crate::signer::verify(
+        cert.spki_der(),
+        alg,
+        jws.signing_input.as_bytes(),
+        &jws.signature,
+    )
+    .is_err()
+    {
+        return Err(invalid_client(
+            700027,
+            format!(
+                "Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '{thumb}', Found key 'Start={}, End={}']",
+                rfc3339(cert.not_before()),
+                rfc3339(cert.not_after())
+            ),
+        ));
+    }
+    if now > cert.not_after() || now < cert.not_before() {
+        return Err(invalid_client(
+            700027,
+            format!("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{thumb}', Found key 'Start={}, End={}']", rfc3339(cert.not_before()), rfc3339(cert.not_after())),
+        ));
+    }
+    match jws.claims.get("aud") {
+        Some(Value::String(aud)) if aud == audience => {}
+        other => {
+            return Err(invalid_client(
+                700023,
+                format!(
+                    "Client assertion audience claim does not match Realm issuer. Expected '{audience}', found {}. {DOCS}",
+                    other.map_or("no aud".to_string(), Value::to_string)
+                ),
+            ))
+        }
+    }
+    let iss = jws.claims.get("iss").and_then(Value::as_str);
+    let sub = jws.claims.get("sub").and_then(Value::as_str);
+    if iss != Some(client_id) || sub != Some(client_id) {
+        return Err(invalid_client(
+            700021,
+            format!("Client assertion application identifier doesn't match 'client_id' parameter. {DOCS}"),
+        ));
+    }
+    let time = |k: &str| jws.claims.get(k).map(|v| v.as_i64());
+    let exp = match time("exp") {
+        Some(Some(e)) => e,
+        _ => {
+            return Err(invalid_client(
+                700024,
+                format!("Client assertion is not within its valid time range: it has no integer exp claim. {DOCS}"),
+            ))
+        }
+    };
+    let nbf = match time("nbf") {
+        None => None,
+        Some(Some(n)) => Some(n),
+        Some(None) => {
+            return Err(invalid_client(
+                700024,
+                format!("Client assertion is not within its valid time range: nbf is not an integer. {DOCS}"),
+            ))
+        }
+    };
+    if now > exp + SKEW || nbf.is_some_and(|n| n > now + SKEW) {
+        return Err(invalid_client(
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. {DOCS}",
+                rfc3339(now),
+                nbf.map_or("(no nbf)".into(), rfc3339),
+                rfc3339(exp)
+            ),
+        ));
+    }
+    let jti = match jws.claims.get("jti").and_then(Value::as_str) {
+        Some(j) if !j.is_empty() => j,
+        _ => {
+            return Err(invalid_client(
+                50027,
+                "Invalid JWT token. The client assertion has no jti claim.".into(),
+            ))
+        }
+    };
+    let mut seen = seen.lock().expect("jti set");
+    if !seen.insert(format!("{client_id}\n{jti}")) {
+        return Err(invalid_client(
+            50027,
+            format!("Invalid JWT token. The client assertion with jti '{jti}' was already used; sign a new assertion for each request."),
+        ));
+    }
+    Ok(())
+}
+
+/// The registered certificate the header names by `x5t#S256` (preferred) or `x5t`.
+fn find_certificate<'a>(
+    app: &'a App,
+    client_id: &str,
+    header: &Map<String, Value>,
+) -> Result<&'a Certificate, Refusal> {
+    let named = [("x5t#S256", 32usize), ("x5t", 20)]
+        .into_iter()
+        .find_map(|(name, len)| header.get(name).map(|v| (name, len, v)));
+    let Some((name, len, value)) = named else {
+        return Err(invalid_client(
+            5002723,
+            "Invalid JWT token. No certificate thumbprint specified in token header.".into(),
+        ));
+    };
+    let raw = value.as_str().and_then(b64url_decode);
+    let shown = match &raw {
+        Some(r) => hex(r, true),
+        None => value.as_str().unwrap_or_default().to_string(),
+    };
+    let found = raw.filter(|r| r.len() == len).and_then(|r| {
+        app.certificates.iter().find(|c| {
+            if name == "x5t" {
+                c.sha1() == r
+            } else {
+                c.sha256() == r
+            }
+        })
+    });
+    found.ok_or_else(|| {
+        invalid_client(
+            700027,
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{shown}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]"
+            ),
+        )
+    })
+}

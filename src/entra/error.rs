@@ -1,0 +1,207 @@
+//! Why a token request failed, and what to do about it. Entra's error JSON (`error`,
+//! `error_description` starting `AADSTS…:`, `error_codes`, `correlation_id`, `trace_id`)
+//! is kept whole in [`EntraError`], whose message adds a one-line hint for the codes
+//! people meet with certificate credentials. A non-JSON answer keeps its status and the
+//! start of its body.
+
+use serde_json::Value;
+use std::fmt;
+
+/// A refusal from the token endpoint, as Entra's JSON describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntraError {
+    /// HTTP status.
+    pub status: u16,
+    /// OAuth `error` (`invalid_client`, `invalid_request`, …).
+    pub error: String,
+    /// `error_description` (first line only is shown).
+    pub description: String,
+    /// `error_codes` (the AADSTS numbers).
+    pub codes: Vec<u32>,
+    /// `correlation_id`, for support requests.
+    pub correlation_id: Option<String>,
+    /// `trace_id`.
+    pub trace_id: Option<String>,
+    /// `timestamp`.
+    pub timestamp: Option<String>,
+}
+
+impl EntraError {
+    /// Parse an error body; `None` when it is not an OAuth error JSON object.
+    pub fn parse(status: u16, body: &[u8]) -> Option<Self> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let error = text("error")?;
+        let description = text("error_description").unwrap_or_default();
+        let mut codes: Vec<u32> = v
+            .get("error_codes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_u64())
+                    .map(|c| c as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if codes.is_empty() {
+            codes.extend(aadsts_in(&description));
+        }
+        Some(Self {
+            status,
+            error,
+            description,
+            codes,
+            correlation_id: text("correlation_id"),
+            trace_id: text("trace_id"),
+            timestamp: text("timestamp"),
+        })
+    }
+
+    /// The first AADSTS code.
+    pub fn code(&self) -> Option<u32> {
+        self.codes.first().copied()
+    }
+}
+
+fn aadsts_in(description: &str) -> Option<u32> {
+    let rest = &description[description.find("AADSTS")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+impl fmt::Display for EntraError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first_line = self.description.lines().next().unwrap_or_default();
+        let code = self.code();
+        match code {
+            Some(c) if !first_line.starts_with(&format!("AADSTS{c}")) => {
+                write!(f, "AADSTS{c}: {first_line}")?
+            }
+            _ if first_line.is_empty() => write!(f, "{}", self.error)?,
+            _ => write!(f, "{first_line}")?,
+        }
+        write!(f, " [{} {}", self.status, self.error)?;
+        if let Some(c) = &self.correlation_id {
+            write!(f, ", correlation id {c}")?;
+        }
+        if let Some(t) = &self.trace_id {
+            write!(f, ", trace id {t}")?;
+        }
+        write!(f, "]")?;
+        if let Some(h) = self.codes.iter().find_map(|c| hint(*c)) {
+            write!(f, "\nhint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A one-line hint for an AADSTS code certificate-credential users meet.
+pub fn hint(code: u32) -> Option<&'static str> {
+    Some(match code {
+        700027 => "the certificate that signed the assertion is not registered on the app, or x5t/x5t#S256 does not name it: upload this certificate (certassert cert show prints the portal's thumbprint) or use the key whose certificate is registered; x5t is base64url of the SHA-1, not the hex thumbprint",
+        700024 => "the assertion is outside its validity window: check this machine's clock (nbf/exp are seconds since 1970; Entra allows 5 minutes of skew) and sign a fresh assertion per request",
+        5002723 => "the assertion header names no certificate: it needs x5t (RS256) or x5t#S256 (PS256); certassert sets them — lint a hand-made assertion with: certassert inspect",
+        5002738 => "the assertion's signature algorithm is not accepted: sign with RS256 or PS256 and an RSA key",
+        700021 => "iss and sub of the assertion must both equal the client_id sent: the Application (client) ID",
+        700023 => "aud of the assertion must be exactly the token endpoint posted to, for one tenant (not common/organizations): use --tenant with the tenant ID, or --token-url",
+        50012 => "the assertion failed validation: run certassert inspect on it, and certassert doctor for the key/certificate pairing",
+        50027 => "the assertion is not an acceptable JWT (format, a replayed jti, a crit header): certassert inspect shows what is wrong",
+        700016 => "no application with this client id in this tenant: check --client-id (Application (client) ID) and --tenant, and that the app exists (or is consented) there",
+        90002 => "the tenant was not found: check --tenant (Directory (tenant) ID or a verified domain) and --authority-host (US Government: https://login.microsoftonline.us, China: https://login.chinacloudapi.cn)",
+        7000215 => "a client secret was sent: certificate credentials send client_assertion, never client_secret",
+        1002012 | 70011 => "the client credentials grant takes one scope, RESOURCE/.default (e.g. --scope https://graph.microsoft.com/.default); permissions come from the app's granted roles",
+        901002 => "the v2 endpoint does not take resource: use --scope RESOURCE/.default, or --resource alone (which selects the v1 endpoint)",
+        54005 => "this authorization code was already redeemed: codes are single use; get a new one, or use the refresh token",
+        70000 | 70008 | 9002313 => "the code, refresh token or user assertion is invalid or expired: get a new one",
+        50013 | 500133 => "the on-behalf-of user assertion is invalid or expired: pass the access token the caller sent to this API (its aud must be this app)",
+        7000218 => "the request carries no client_assertion: certificate credentials send client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer and client_assertion",
+        _ => return None,
+    })
+}
+
+/// Why no token was obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request could not be formed (URL, lifetime, client id) or signed.
+    #[error(transparent)]
+    Assertion(#[from] crate::assertion::Error),
+    /// `--ca-file` could not be used.
+    #[error("--ca-file {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot set up HTTPS: {0}")]
+    Setup(String),
+    /// No answer (connection refused, TLS failure, timeout), after the retries.
+    #[error("POST {url} failed after {attempts} attempt(s): {detail}")]
+    Network {
+        /// The endpoint.
+        url: String,
+        /// Requests sent.
+        attempts: u32,
+        /// The cause chain.
+        detail: String,
+    },
+    /// Entra (or the server) refused, with an OAuth error body.
+    #[error("{0}")]
+    Entra(Box<EntraError>),
+    /// An answer that is not OAuth JSON (a proxy's HTML page, a truncated body).
+    #[error("POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body_start}")]
+    NotOAuth {
+        /// The endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Why it is not an answer.
+        detail: String,
+        /// Up to 200 characters of the body.
+        body_start: String,
+    },
+    /// Throttled for longer than we are willing to wait.
+    #[error("POST {url}: HTTP {status}; the server asks to retry after {seconds} s, longer than the {max} s certassert waits; try again later")]
+    RetryAfterTooLong {
+        /// The endpoint.
+        url: String,
+        /// 429 or 503.
+        status: u16,
+        /// Retry-After.
+        seconds: u64,
+        /// Our limit.
+        max: u64,
+    },
+}
+
+impl Error {
+    /// The Entra error, if the server answered with one.
+    pub fn entra(&self) -> Option<&EntraError> {
+        match self {
+            Self::Entra(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_entra_json_and_adds_the_hint() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS700027: Client assertion contains an invalid signature.\r\nTrace ID: t\r\nCorrelation ID: c","error_codes":[700027],"timestamp":"2024-01-01 00:00:00Z","trace_id":"t","correlation_id":"c","error_uri":"https://login.microsoftonline.com/error?code=700027"}"#;
+        let e = EntraError::parse(401, body).unwrap();
+        assert_eq!(e.codes, vec![700027]);
+        let text = e.to_string();
+        assert!(text.starts_with("AADSTS700027: Client assertion contains an invalid signature. [401 invalid_client, correlation id c, trace id t]\nhint: the certificate"), "{text}");
+        assert!(EntraError::parse(500, b"<html>").is_none());
+        let e = EntraError::parse(
+            400,
+            br#"{"error":"invalid_scope","error_description":"AADSTS70011: bad"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.code(), Some(70011));
+    }
+}

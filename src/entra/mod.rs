@@ -1,0 +1,147 @@
+//! Token flows against Microsoft Entra ID (or any RFC 7523 server): where the token
+//! endpoint is ([`authority`]), what the form body of each grant holds ([`request`]), how
+//! it is posted — rustls with the aws-lc-rs provider, bounded Retry-After-aware retries
+//! ([`http`]) —, what Entra's error JSON means ([`error`], with a one-line hint per AADSTS
+//! code people meet), and the per-user access-token cache ([`cache`]). [`Client::acquire`]
+//! ties them together: cache lookup, a fresh signed assertion per attempt, the request,
+//! the cache write.
+
+pub mod authority;
+pub mod cache;
+pub mod error;
+pub mod http;
+pub mod request;
+
+pub use authority::{endpoint, AUTHORITY_CHINA, AUTHORITY_PUBLIC, AUTHORITY_US_GOVERNMENT};
+pub use cache::{Cache, CacheKey};
+pub use error::{hint, EntraError, Error};
+pub use http::{HttpClient, HttpOptions};
+pub use request::{Grant, Target, Token, TokenRequest, CLIENT_ASSERTION_TYPE};
+
+use crate::assertion::{self, Params};
+use crate::cert::Certificate;
+use crate::encoding::unix_now;
+use crate::signer::{Algorithm, Signer};
+use std::sync::OnceLock;
+
+/// The certificate credential: a key behind a [`Signer`] and its certificate chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Credential<'a> {
+    /// Signs each client assertion.
+    pub signer: &'a dyn Signer,
+    /// The registered certificate first, then its issuers (for `--x5c`).
+    pub chain: &'a [Certificate],
+    /// RS256 (`x5t`) or PS256 (`x5t#S256`).
+    pub alg: Algorithm,
+    /// Send the chain as `x5c` (subject name + issuer authentication).
+    pub x5c: bool,
+    /// Seconds each assertion stays valid.
+    pub lifetime: u64,
+}
+
+/// What [`Client::acquire`] got and how.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The token.
+    pub token: Token,
+    /// Served from the cache: nothing was signed or sent.
+    pub cached: bool,
+    /// HTTP requests sent (0 on a cache hit).
+    pub attempts: u32,
+    /// Something the caller may want to show (the cache could not be written).
+    pub warning: Option<String>,
+}
+
+/// Gets tokens: one HTTP client (built on first use, so a cache hit never loads TLS
+/// roots) and an optional cache.
+pub struct Client {
+    options: HttpOptions,
+    http: OnceLock<HttpClient>,
+    cache: Option<Cache>,
+}
+
+impl Client {
+    /// A client with these HTTP options and, if given, a cache.
+    pub fn new(options: HttpOptions, cache: Option<Cache>) -> Self {
+        Self {
+            options,
+            http: OnceLock::new(),
+            cache,
+        }
+    }
+
+    /// The HTTP client, built on first use.
+    ///
+    /// # Errors
+    /// An unreadable `--ca-file` or a TLS setup failure.
+    pub fn http(&self) -> Result<&HttpClient, Error> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let http = HttpClient::new(&self.options)?;
+        Ok(self.http.get_or_init(|| http))
+    }
+
+    /// Get a token for `request` with `credential`: from the cache when it holds one with
+    /// more than five minutes left (client credentials only), else by posting the grant
+    /// with a freshly signed assertion per attempt; a new token is cached. A cache that
+    /// cannot be read or written is skipped, never fatal.
+    ///
+    /// # Errors
+    /// A bad request (URL, lifetime, client id), a signing failure, a network failure
+    /// after the retries, or Entra's refusal ([`Error::Entra`] with its AADSTS code).
+    pub fn acquire(
+        &self,
+        credential: &Credential<'_>,
+        request: &TokenRequest,
+    ) -> Result<Outcome, Error> {
+        let leaf = credential
+            .chain
+            .first()
+            .ok_or(Error::Assertion(assertion::Error::NoCertificate))?;
+        let key = (request.cacheable()).then(|| request.cache_key(&leaf.thumbprint_hex()));
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            if let Some(token) = cache.get(key, unix_now()) {
+                return Ok(Outcome {
+                    token,
+                    cached: true,
+                    attempts: 0,
+                    warning: None,
+                });
+            }
+        }
+        let params = Params {
+            client_id: &request.client_id,
+            audience: &request.endpoint,
+            alg: credential.alg,
+            lifetime: credential.lifetime,
+            x5c: credential.x5c,
+        };
+        params.validate()?;
+        let (token, attempts) = self.http()?.post_token(
+            &request.endpoint,
+            || {
+                let jwt =
+                    assertion::build(credential.signer, credential.chain, &params, unix_now())?;
+                Ok(request.form(&jwt))
+            },
+            unix_now,
+        )?;
+        let mut warning = None;
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            // A read-only or full disk must not cost the caller its token.
+            if let Err(e) = cache.put(key, &token) {
+                warning = Some(format!(
+                    "token not cached in {}: {e}",
+                    cache.dir().display()
+                ));
+            }
+        }
+        Ok(Outcome {
+            token,
+            cached: false,
+            attempts,
+            warning,
+        })
+    }
+}
