@@ -184,6 +184,8 @@ section_pkcs11() {
     row "certassert assertion (pkcs11) CLI, ms" "$ours" " " "mean; process start to JWT"
     row "pkcs11-tool --sign CLI, ms" "$theirs" " " "mean; includes a shell for the PIN"
     row "ratio pkcs11-tool / certassert time" "$(ratio "$theirs" "$ours")" "×" "target > 1.00× (certassert faster)"
+}
+
 # How many requests a `certassert emulator` at $1 has received.
 emulator_requests() {
     python3 -c 'import json, sys, urllib.request
