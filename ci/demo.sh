@@ -25,7 +25,7 @@ section() {
 }
 
 section "Preparing" "Installing missing system packages and building certassert (release)."
-ci/install-deps.sh
+ci/install-deps.sh pkcs11
 cargo build --release
 BIN="$PWD/target/release/certassert"
 

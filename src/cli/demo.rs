@@ -18,6 +18,15 @@ use std::time::Instant;
 /// The demo's key, in `dir` (removed afterwards), and a description of where it lives.
 /// The one place that decides the key source.
 fn demo_key(dir: &Path) -> Result<(KeyRef, String)> {
+    #[cfg(feature = "pkcs11")]
+    if let Some(module) = SOFTHSM2.iter().map(Path::new).find(|p| p.is_file()) {
+        match softhsm_key(dir, module) {
+            Ok(found) => return Ok(found),
+            Err(e) => eprintln!(
+                "note: the throwaway SoftHSM2 token failed ({e}); using a software key instead"
+            ),
+        }
+    }
     let der = signer::generate_software_key(2048)?;
     let path = dir.join("demo.key.pem");
     let pem = zeroize::Zeroizing::new(certassert::pem::encode("PRIVATE KEY", &der));
@@ -34,6 +43,61 @@ fn demo_key(dir: &Path) -> Result<(KeyRef, String)> {
             password: None,
         },
         description,
+    ))
+}
+
+#[cfg(feature = "pkcs11")]
+const SOFTHSM2: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+];
+
+/// A throwaway SoftHSM2 token in `dir` (configuration, token files, a random PIN in a
+/// 0600 file) with an RSA-2048 key generated inside it, as on an HSM.
+#[cfg(feature = "pkcs11")]
+fn softhsm_key(dir: &Path, module: &Path) -> Result<(KeyRef, String)> {
+    use certassert::secret::Secret;
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::DirBuilder::new().mode(0o700).create(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )?;
+    // SoftHSM2 reads its configuration when the module initialises, which is below;
+    // nothing else runs yet (the emulator starts after the key exists).
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let digits = |n: usize| -> String {
+        random::<16>()[..n]
+            .iter()
+            .map(|b| char::from(b'0' + b % 10))
+            .collect()
+    };
+    let (so_pin, pin) = (Secret::new(digits(8)), Secret::new(digits(8)));
+    let pin_path = dir.join("pin");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pin_path)?;
+    std::io::Write::write_all(&mut f, pin.expose().as_bytes())?;
+    certassert::signer::pkcs11::init_token(module, "certassert-demo", &so_pin, &pin)?;
+    let uri = format!(
+        "pkcs11:token=certassert-demo;object=demo-key?module-path={}&pin-source=file:{}",
+        module.display(),
+        pin_path.display()
+    );
+    let keyref = KeyRef::Pkcs11(uri);
+    signer::generate(&keyref, 2048, None)?;
+    Ok((
+        keyref,
+        "RSA-2048 key generated inside a throwaway SoftHSM2 token (pkcs11:token=certassert-demo;object=demo-key; sensitive, non-extractable)".into(),
     ))
 }
 

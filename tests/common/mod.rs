@@ -4,8 +4,8 @@
 //! at exactly 32) and the openssl CLI. certassert is used only to *produce* things.
 #![allow(dead_code)]
 
-pub mod softhsm;
 pub mod emulator;
+pub mod softhsm;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;

@@ -212,3 +212,62 @@ fn name_fields(cert: &[u8]) -> Option<NameFields> {
         serial: serial.raw.to_vec(),
     })
 }
+
+/// Initialise the first uninitialised token of `module` with `label`, an SO PIN and a
+/// user PIN: how a throwaway SoftHSM2 token (the demo's, a test's) comes to exist. An
+/// initialised token is never touched.
+///
+/// # Errors
+/// The module cannot be loaded, it has no uninitialised token, or initialisation failed.
+pub fn init_token(
+    module: &std::path::Path,
+    label: &str,
+    so_pin: &crate::secret::Secret,
+    user_pin: &crate::secret::Secret,
+) -> Result<(), Pkcs11Error> {
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let ctx = super::module::load(module)?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(Pkcs11Error::call("listing the slots with a token"))?;
+    let free = slots
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+        .ok_or_else(|| {
+            Pkcs11Error::Token(format!(
+                "{} has no uninitialised token to set up (SoftHSM2 always offers one: check SOFTHSM2_CONF)",
+                module.display()
+            ))
+        })?;
+    let so = AuthPin::from(so_pin.expose());
+    ctx.init_token(free, &so, label)
+        .map_err(Pkcs11Error::call(format!("initialising token \"{label}\"")))?;
+    // Initialising re-numbers SoftHSM2's slots: find the token again by its label.
+    let slot = ctx
+        .get_slots_with_token()
+        .map_err(Pkcs11Error::call("listing the slots with a token"))?
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == label)
+        })
+        .ok_or_else(|| {
+            Pkcs11Error::Token(format!("token \"{label}\" vanished after initialisation"))
+        })?;
+    let session = ctx
+        .open_rw_session(slot)
+        .map_err(Pkcs11Error::call(format!(
+            "opening a session on token \"{label}\""
+        )))?;
+    session
+        .login(UserType::So, Some(&so))
+        .map_err(Pkcs11Error::call("logging in as security officer"))?;
+    session
+        .init_pin(&AuthPin::from(user_pin.expose()))
+        .map_err(Pkcs11Error::call("setting the user PIN"))?;
+    session
+        .logout()
+        .map_err(Pkcs11Error::call("logging the security officer out"))?;
+    Ok(())
+}

@@ -19,7 +19,7 @@ mod sign;
 mod token;
 pub mod uri;
 
-pub use manage::generate;
+pub use manage::{generate, init_token};
 pub use sign::Pkcs11Signer;
 
 use std::path::PathBuf;
