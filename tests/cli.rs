@@ -795,8 +795,17 @@ fn bad_inputs_fail_clearly() {
             "--lifetime 0",
         ),
         (
-            &with(&["--key", "pkcs11:token=x", "--cert", "c.pem"]),
-            "rebuild with --features pkcs11",
+            &with(&[
+                "--key",
+                "pkcs11:token=x?module-path=/nonexistent/p11.so",
+                "--cert",
+                "c.pem",
+            ]),
+            if cfg!(feature = "pkcs11") {
+                "PKCS#11 module /nonexistent/p11.so: no such file"
+            } else {
+                "rebuild with --features pkcs11"
+            },
         ),
         (
             &with(&[
