@@ -121,6 +121,34 @@ fn always_authenticate_key_logs_in_for_every_signature() {
 }
 
 #[test]
+fn token_without_hashing_mechanisms_gets_host_computed_digests() {
+    isolated(
+        "token_without_hashing_mechanisms_gets_host_computed_digests",
+        |hsm| {
+            hsm.keypairgen("app", "01", &[]);
+            // SoftHSM2 offers only the mechanisms slots.mechanisms lists: raw RSA, no hashing.
+            let conf = std::fs::read_to_string(hsm.conf()).unwrap().replace(
+                "slots.mechanisms = ALL",
+                "slots.mechanisms = CKM_RSA_PKCS,CKM_RSA_PKCS_PSS,CKM_RSA_PKCS_KEY_PAIR_GEN",
+            );
+            std::fs::write(hsm.conf(), conf).unwrap();
+            let listing = stdout(&hsm.pkcs11_tool(&["--list-mechanisms"]));
+            assert!(
+                !listing.contains("SHA256-RSA-PKCS") && listing.contains("RSA-PKCS-PSS"),
+                "{listing}"
+            );
+        },
+        |hsm| {
+            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open");
+            assert_eq!(signer.algorithms(), &[Algorithm::Rs256, Algorithm::Ps256]);
+            // CKM_RSA_PKCS over a DigestInfo and CKM_RSA_PKCS_PSS over a digest must give
+            // signatures indistinguishable from the hashing mechanisms'.
+            common::check(&signer);
+        },
+    );
+}
+
+#[test]
 fn eight_threads_two_hundred_signatures_each_all_valid() {
     isolated(
         "eight_threads_two_hundred_signatures_each_all_valid",
