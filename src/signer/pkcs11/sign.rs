@@ -12,6 +12,7 @@ use crate::signer::{Algorithm, Error, Signer};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::Session;
 
 /// DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2 note 1).
@@ -34,6 +35,9 @@ enum Route {
 pub struct Pkcs11Signer {
     pub(super) token: Token,
     pub(super) key: FoundKey,
+    /// The key's object handle; found again after the token forgot the login (handles of
+    /// private objects die with it).
+    handle: std::sync::RwLock<cryptoki::object::ObjectHandle>,
     pub(super) spki: Vec<u8>,
     cert: Option<Vec<u8>>,
     algorithms: Vec<Algorithm>,
@@ -140,6 +144,7 @@ impl Pkcs11Signer {
         }
         Ok(Self {
             token,
+            handle: std::sync::RwLock::new(key.handle),
             key,
             spki,
             cert,
@@ -216,6 +221,36 @@ impl Pkcs11Signer {
     }
 }
 
+impl Pkcs11Signer {
+    fn find_again(&self) -> Result<(), Pkcs11Error> {
+        let mut template = vec![
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(self.key.id.clone()),
+        ];
+        if !self.key.label.is_empty() {
+            template.push(Attribute::Label(self.key.label.as_bytes().to_vec()));
+        }
+        let found = self
+            .token
+            .with_keeper(|s| s.find_objects(&template))
+            .map_err(Pkcs11Error::call(
+                "searching for the key again after logging in again",
+            ))?;
+        match found.as_slice() {
+            [one] => {
+                *self.handle.write().unwrap_or_else(|p| p.into_inner()) = *one;
+                Ok(())
+            }
+            _ => Err(Pkcs11Error::Key(format!(
+                "{}: the key is no longer on token \"{}\" (id={})",
+                self.shown,
+                self.token.label,
+                id_text(&self.key.id)
+            ))),
+        }
+    }
+}
+
 enum Failure {
     Ck(CkError),
     Login(Pkcs11Error),
@@ -243,12 +278,18 @@ impl Signer for Pkcs11Signer {
                 }
                 // A failed operation may leave the session mid-operation: close it.
                 Err(Failure::Login(e)) => return Err(e.into()),
-                Err(Failure::Ck(CkError::Pkcs11(RvError::UserNotLoggedIn, _)))
-                    if !logged_in_again =>
-                {
+                // The token forgot the login (a card reset, another library's C_Logout):
+                // log in again with the PIN that worked and find the key again, once.
+                Err(Failure::Ck(CkError::Pkcs11(
+                    RvError::UserNotLoggedIn
+                    | RvError::KeyHandleInvalid
+                    | RvError::ObjectHandleInvalid,
+                    _,
+                ))) if !logged_in_again => {
                     drop(session);
                     logged_in_again = true;
                     self.token.relogin()?;
+                    self.find_again()?;
                 }
                 Err(Failure::Ck(CkError::Pkcs11(
                     RvError::SessionHandleInvalid | RvError::SessionClosed,
