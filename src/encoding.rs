@@ -68,7 +68,12 @@ pub fn uuid_v4() -> String {
     let mut b: [u8; 16] = random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b, false);
+    guid_text(&b)
+}
+
+/// 16 bytes in the 8-4-4-4-12 hex form of a UUID / GUID.
+pub fn guid_text(b: &[u8; 16]) -> String {
+    let h = hex(b, false);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -17,6 +17,21 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Run `certassert assertion --key KEY`, which must fail; its stderr.
+fn failing_assertion(hsm: &SoftHsm, key: &str) -> String {
+    let out = hsm.certassert(&[
+        "assertion",
+        "--key",
+        key,
+        "--tenant",
+        TENANT,
+        "--client-id",
+        "a",
+    ]);
+    assert!(!out.status.success(), "{key} should fail");
+    stderr(&out)
+}
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -259,17 +274,7 @@ fn pkcs11_tool_key_signs_assertions_by_label_and_by_id() {
         assert_jwt_verifies(dir.path(), &stdout(&out), &cert);
     }
     // The smallstep spelling of the id gets the RFC 7512 form suggested.
-    let out = hsm.certassert(&[
-        "assertion",
-        "--key",
-        &hsm.uri("id=a1b2"),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        "a",
-    ]);
-    assert!(!out.status.success());
-    let e = stderr(&out);
+    let e = failing_assertion(&hsm, &hsm.uri("id=a1b2"));
     assert!(
         e.contains("did you mean id=%a1%b2?") && e.contains("object=ops-key;id=%a1%b2 (RSA 2048)"),
         "{e}"
@@ -360,17 +365,7 @@ fn wrong_pin_is_reported_once_and_never_retried() {
 fn missing_pin_without_a_terminal_is_an_error_not_a_hang() {
     let hsm = SoftHsm::new(&["--key", "app"]);
     let key = format!("pkcs11:token={TOKEN};object=app?module-path={MODULE}");
-    let out = hsm.certassert(&[
-        "assertion",
-        "--key",
-        &key,
-        "--tenant",
-        TENANT,
-        "--client-id",
-        "a",
-    ]);
-    assert!(!out.status.success());
-    let e = stderr(&out);
+    let e = failing_assertion(&hsm, &key);
     assert!(
         e.contains("needs its user PIN") && e.contains("pin-source=env:VAR"),
         "{e}"
@@ -380,19 +375,7 @@ fn missing_pin_without_a_terminal_is_an_error_not_a_hang() {
 #[test]
 fn lookup_errors_list_what_exists() {
     let hsm = SoftHsm::new(&["--key", "app"]);
-    let run = |key: &str| {
-        let out = hsm.certassert(&[
-            "assertion",
-            "--key",
-            key,
-            "--tenant",
-            TENANT,
-            "--client-id",
-            "a",
-        ]);
-        assert!(!out.status.success(), "{key} should fail");
-        stderr(&out)
-    };
+    let run = |key: &str| failing_assertion(&hsm, key);
     let e = run(&format!(
         "pkcs11:object=app?module-path=/nonexistent/libfoo.so&pin-source=file:{}",
         s(&hsm.pin_file())

@@ -36,15 +36,9 @@ pub(super) fn sign_token(state: &State, claims: Value) -> String {
 /// A GUID-shaped object id derived from a name, so the same app gets the same `oid`.
 fn object_id(name: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
-    let h = crate::encoding::hex(&d.as_ref()[..16], false);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    crate::encoding::guid_text(&b)
 }
 
 /// Handle one token request; `Ok` is the success JSON.
