@@ -122,6 +122,10 @@ pub enum Error {
     },
     #[error("{0}")]
     Generate(String),
+    /// A TPM operation failed: `what` names the key or step, `detail` the TPM's answer and
+    /// what to do about it.
+    #[error("{what}: {detail}")]
+    Tpm { what: String, detail: String },
 }
 
 /// Open the key a reference names.
