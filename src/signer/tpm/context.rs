@@ -126,7 +126,7 @@ pub(crate) fn describe(e: &tss_esapi::Error) -> String {
             0x084 => "TPM_RC_VALUE: a value is out of range".into(),
             0x085 => "TPM_RC_HIERARCHY: the hierarchy is disabled".into(),
             0x09c => "TPM_RC_KEY: the key is not usable".into(),
-            0x09e | 0x09a => "TPM_RC_INTEGRITY: the key blob does not belong to this TPM or parent".into(),
+            0x09f => "TPM_RC_INTEGRITY: the key blob does not belong to this TPM or parent".into(),
             0x902 => "TPM_RC_OBJECT_MEMORY: no free object slot (something leaves transient objects loaded; tpm2_flushcontext -t)".into(),
             0x14c => "TPM_RC_NV_DEFINED: the handle is in use".into(),
             0x16b => "TPM_RC_NV_SPACE: no room for another persistent object".into(),
@@ -417,7 +417,7 @@ fn load_blob(
     }
     let handle = result.map_err(|e| {
         let hint = match tpm_code(&e) {
-            Some(0x09e | 0x09a | 0x09c) | Some(0x098) => {
+            Some(0x09f | 0x09c) => {
                 "; the key was made on another TPM or under another parent"
             }
             _ if is_auth_failure(&e) => {

@@ -290,8 +290,7 @@ pub(crate) fn sign(
         Algorithm::Rs256 if info.algorithms.contains(&Algorithm::Rs256) => {
             Ok(tpm_sign(ctx, key, info, alg, message)?)
         }
-        Algorithm::Rs256 => Err(SignFailure::Final(Error::AlgorithmUnavailable { alg })),
-        Algorithm::Ps256 => {
+        Algorithm::Ps256 if info.algorithms.contains(&Algorithm::Ps256) => {
             if info.tpm_pss && !*tpm_pss_refused && !force_host_pss {
                 let sig = tpm_sign(ctx, key, info, alg, message)?;
                 if crate::signer::verify(&info.spki, alg, message, &sig).is_ok() {
@@ -312,6 +311,7 @@ pub(crate) fn sign(
             })?;
             Ok(sig)
         }
+        _ => Err(SignFailure::Final(Error::AlgorithmUnavailable { alg })),
     }
 }
 
