@@ -2,7 +2,7 @@
 //! resource manager, so a transient object left loaded by a killed process stays there
 //! and takes one of its few slots. When the first [`super::TpmSigner`] opens, a hook for
 //! SIGINT and SIGTERM is installed: it asks every open signer's thread to flush (waiting
-//! at most a few seconds for a command in flight), then lets the signal do what it does
+//! at most 10 s for a command in flight, e.g. a key generation), then lets the signal do what it does
 //! by default (terminate). Programs with their own signal handling call
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
@@ -20,7 +20,7 @@ static LIVE: Mutex<Vec<(u64, Sender<Request>)>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 /// How long the hook waits for signers to flush before the process ends anyway.
-const GRACE: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Whether opening a TPM key installs the SIGINT/SIGTERM flush hook (default: yes).
 /// Takes effect for signers opened afterwards; a hook already installed stays.
