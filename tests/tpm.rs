@@ -135,6 +135,26 @@ fn tpm2_tools_persistent_key_passes_the_conformance_suite() {
     );
     assert_eq!(signer.algorithms(), [Algorithm::Rs256, Algorithm::Ps256]);
     check(&signer);
+
+    // One signer, several threads: requests queue for the thread that owns the context.
+    let spki = signer.public_key_der().to_vec();
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let (signer, spki) = (&signer, &spki);
+            scope.spawn(move || {
+                for i in 0..5u8 {
+                    let alg = if i % 2 == 0 {
+                        Algorithm::Rs256
+                    } else {
+                        Algorithm::Ps256
+                    };
+                    let msg = [t, i];
+                    let sig = signer.sign(alg, &msg).unwrap();
+                    rsa_crate_verify(spki, alg, &msg, &sig).unwrap();
+                }
+            });
+        }
+    });
     drop(signer);
     assert_eq!(tpm.transient_handles(), Vec::<String>::new());
 }

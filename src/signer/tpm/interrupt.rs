@@ -1,9 +1,10 @@
 //! Ctrl-C and SIGTERM while a TPM key is open: a raw TPM (swtpm, `/dev/tpm0`) has no
 //! resource manager, so a transient object left loaded by a killed process stays there
-//! and takes one of its few slots. When the first [`super::TpmSigner`] opens, a hook for
-//! SIGINT and SIGTERM is installed: it asks every open signer's thread to flush (waiting
-//! at most 10 s for a command in flight, e.g. a key generation), then lets the signal do what it does
-//! by default (terminate). Programs with their own signal handling call
+//! and takes one of its few slots. When the first [`super::TpmSigner`] that loads a
+//! transient object opens (a `tpm:key=` file, or a key generation), a hook for SIGINT and
+//! SIGTERM is installed: it asks every such signer's thread to flush (waiting at most
+//! 10 s for a command in flight, e.g. a key generation), then lets the signal do what it
+//! does by default (terminate). Programs with their own signal handling call
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
 
@@ -28,10 +29,12 @@ pub fn set_interrupt_cleanup(enabled: bool) {
     ENABLED.store(enabled, Ordering::SeqCst);
 }
 
-/// Register a signer's thread; returns the id to unregister it with.
-pub(crate) fn register(requests: Sender<Request>) -> u64 {
+/// Register a signer's thread; returns the id to unregister it with. `loads_transients`
+/// says whether it will load transient objects (a key file, a key generation); only
+/// then is the hook installed, so opening a persistent handle changes no signal handling.
+pub(crate) fn register(requests: Sender<Request>, loads_transients: bool) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    if ENABLED.load(Ordering::SeqCst) {
+    if loads_transients && ENABLED.load(Ordering::SeqCst) {
         install();
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -97,7 +97,7 @@ impl TssKey {
                 0xa1 | 0xa3 => {
                     return Err("this TSS2 key is bound to a TPM policy, which certassert does not satisfy; use a key with a password (auth-source=) or none".into())
                 }
-                0xa2 => return Err("this TSS2 key carries an encrypted secret (OID secret field), which certassert does not support".into()),
+                0xa2 => return Err("this TSS2 key carries an encrypted secret (its [2] secret field), which certassert does not support".into()),
                 _ => return Err(bad("unknown tagged field")),
             }
             rest = after;

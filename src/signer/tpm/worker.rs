@@ -122,7 +122,9 @@ impl TpmSigner {
 
         let (requests, inbox) = channel();
         let (ready_tx, ready_rx) = channel();
-        let id = interrupt::register(requests.clone());
+        let loads_transients =
+            matches!(uri.key, KeyLocation::File(_)) || matches!(setup, Setup::Generate { .. });
+        let id = interrupt::register(requests.clone(), loads_transients);
         let state = Worker {
             uri,
             file,
