@@ -107,8 +107,11 @@ impl TpmSigner {
                 })?;
                 if !tss.empty_auth && auth.is_none() {
                     return Err(tpm_error(
-                        format!("the TSS2 key {} has a password", path.display()),
-                        "(its emptyAuth flag is not set); add ?auth-source=env:VAR, file:PATH or prompt to the key reference",
+                        format!(
+                            "the TSS2 key {} has a password (its emptyAuth flag is not set)",
+                            path.display()
+                        ),
+                        "add ?auth-source=env:VAR, file:PATH or prompt to the key reference",
                     ));
                 }
                 Some(tss)
