@@ -534,6 +534,12 @@ fn reconnects_once_after_swtpm_restarts() {
 #[test]
 fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
     let mut tpm = Swtpm::start();
+    // This test makes several wrong-password attempts on purpose; swtpm's default of 3
+    // tries would lock the TPM before the end (that lockout is checked last).
+    tpm.tool(
+        "tpm2_dictionarylockout",
+        &["-s", "-n", "32", "-t", "600", "-l", "600"],
+    );
     let dir = tempdir();
     let d = dir.path();
     let good = secret_file(d, "good", "correct horse");
@@ -598,6 +604,43 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         "wrong password",
     );
 
+    // A persistent key with a password (tpm2_create -p): right, wrong and missing.
+    tpm.tpm2_tools_persistent_key_with_password(
+        d,
+        "0x81000011",
+        "rsa2048",
+        None,
+        Some("correct horse"),
+    );
+    let handle_with = |pass: &Path| {
+        format!(
+            "tpm:handle=0x81000011?tcti={}&auth-source=file:{}",
+            tpm.tcti(),
+            pass.display()
+        )
+    };
+    signs_both(
+        &open(&handle_with(&good)),
+        "persistent key with its password",
+    );
+    let err = open(&handle_with(&bad))
+        .sign(Algorithm::Ps256, b"m")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wrong password for the persistent handle 0x81000011")
+            && err.contains("check the secret named by ?auth-source="),
+        "{err}"
+    );
+    let err = open(&key_ref(&tpm, "handle=0x81000011"))
+        .sign(Algorithm::Rs256, b"m")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wrong password") && err.contains("add ?auth-source="),
+        "{err}"
+    );
+
     // Missing handle.
     let err = open_err(&key_ref(&tpm, "handle=0x81000099"));
     assert!(
@@ -654,6 +697,22 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         tpm.transient_handles(),
         Vec::<String>::new(),
         "error paths flush"
+    );
+
+    // Dictionary-attack lockout: even the right password is refused, and the message says
+    // so instead of "wrong password".
+    tpm.tool(
+        "tpm2_dictionarylockout",
+        &["-s", "-n", "1", "-t", "600", "-l", "600"],
+    );
+    let _ = open(&handle_with(&bad)).sign(Algorithm::Rs256, b"m");
+    let err = open(&handle_with(&good))
+        .sign(Algorithm::Rs256, b"m")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dictionary-attack lockout") && err.contains("--clear-lockout"),
+        "{err}"
     );
 
     // Bad TCTI text, then an unreachable TPM.

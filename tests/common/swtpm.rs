@@ -118,6 +118,18 @@ impl Swtpm {
         alg: &str,
         attributes: Option<&str>,
     ) -> PathBuf {
+        self.tpm2_tools_persistent_key_with_password(dir, handle, alg, attributes, None)
+    }
+
+    /// As [`Self::tpm2_tools_persistent_key`], with a key password (tpm2_create `-p`).
+    pub fn tpm2_tools_persistent_key_with_password(
+        &self,
+        dir: &Path,
+        handle: &str,
+        alg: &str,
+        attributes: Option<&str>,
+        password: Option<&str>,
+    ) -> PathBuf {
         let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
         self.tool(
             "tpm2_createprimary",
@@ -137,6 +149,9 @@ impl Swtpm {
         ];
         if let Some(a) = attributes {
             create.extend(["-a".to_string(), a.to_string()]);
+        }
+        if let Some(p) = password {
+            create.extend(["-p".to_string(), format!("str:{p}")]);
         }
         let create: Vec<&str> = create.iter().map(String::as_str).collect();
         self.tool("tpm2_create", &create);

@@ -316,12 +316,23 @@ pub(crate) fn sign(
 }
 
 /// A final error for a TSS failure while signing with the key described by `what`.
-pub(crate) fn sign_error(what: &str, alg: Algorithm, e: &tss_esapi::Error) -> Error {
+/// `password_given` says whether the reference had an `auth-source=`.
+pub(crate) fn sign_error(
+    what: &str,
+    alg: Algorithm,
+    e: &tss_esapi::Error,
+    password_given: bool,
+) -> Error {
     if is_auth_failure(e) {
+        let advice = if password_given {
+            "check the secret named by ?auth-source="
+        } else {
+            "the key has a password: add ?auth-source=env:VAR, file:PATH or prompt to the key reference"
+        };
         return tpm_error(
             format!("wrong password for the {what}"),
             format!(
-                "the TPM refused the key's authorization ({}); check the secret named by ?auth-source= — each failure counts toward the TPM's dictionary-attack lockout",
+                "the TPM refused the key's authorization ({}); {advice} — each failure counts toward the TPM's dictionary-attack lockout",
                 describe(e)
             ),
         );

@@ -384,7 +384,12 @@ impl Worker {
             Err(SignFailure::Tss(e)) => e,
         };
         if connected && !is_connection_error(&failure) && !is_key_gone(&failure) {
-            return Err(sign::sign_error(&self.what, alg, &failure));
+            return Err(sign::sign_error(
+                &self.what,
+                alg,
+                &failure,
+                self.auth.is_some(),
+            ));
         }
         let lost = if connected {
             describe(&failure)
@@ -400,7 +405,9 @@ impl Worker {
         match self.try_sign(alg, message, force_host_pss) {
             Ok(sig) => Ok(sig),
             Err(SignFailure::Final(e)) => Err(e),
-            Err(SignFailure::Tss(e)) => Err(sign::sign_error(&self.what, alg, &e)),
+            Err(SignFailure::Tss(e)) => {
+                Err(sign::sign_error(&self.what, alg, &e, self.auth.is_some()))
+            }
         }
     }
 }
