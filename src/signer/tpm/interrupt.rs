@@ -2,22 +2,21 @@
 //! resource manager, so a transient object left loaded by a killed process stays there
 //! and takes one of its few slots. When the first [`super::TpmSigner`] that loads a
 //! transient object opens (a `tpm:key=` file, or a key generation), a hook for SIGINT and
-//! SIGTERM is installed: it asks every such signer's thread to flush (waiting at most
+//! SIGTERM is installed: it flushes every such signer's objects (waiting at most
 //! 10 s for a command in flight, e.g. a key generation), then lets the signal do what it
 //! does by default (terminate). Programs with their own signal handling call
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
 
-use super::worker::Request;
+use super::worker::Shared;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static LIVE: Mutex<Vec<(u64, Sender<Request>)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(u64, Weak<Shared>)>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 /// How long the hook waits for signers to flush before the process ends anyway.
@@ -29,16 +28,16 @@ pub fn set_interrupt_cleanup(enabled: bool) {
     ENABLED.store(enabled, Ordering::SeqCst);
 }
 
-/// Register a signer's thread; returns the id to unregister it with. `loads_transients`
+/// Register a signer; returns the id to unregister it with. `loads_transients`
 /// says whether it will load transient objects (a key file, a key generation); only
 /// then is the hook installed, so opening a persistent handle changes no signal handling.
-pub(crate) fn register(requests: Sender<Request>, loads_transients: bool) -> u64 {
+pub(crate) fn register(signer: &Arc<Shared>, loads_transients: bool) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     if loads_transients && ENABLED.load(Ordering::SeqCst) {
         install();
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id, requests));
+            .push((id, Arc::downgrade(signer)));
     }
     id
 }
@@ -68,23 +67,14 @@ fn install() {
 }
 
 fn flush_all() {
-    let live: Vec<Sender<Request>> = LIVE
+    let live: Vec<Weak<Shared>> = LIVE
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .map(|(_, s)| s.clone())
         .collect();
     let deadline = Instant::now() + GRACE;
-    let acks: Vec<_> = live
-        .into_iter()
-        .filter_map(|requests| {
-            let (ack, done) = channel();
-            requests.send(Request::Close { ack: Some(ack) }).ok()?;
-            Some(done)
-        })
-        .collect();
-    for done in acks {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let _ = done.recv_timeout(left);
+    for signer in live.iter().filter_map(Weak::upgrade) {
+        signer.close_for_interrupt(deadline);
     }
 }

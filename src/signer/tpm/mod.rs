@@ -6,7 +6,7 @@
 //! - [`keyfile`] reads and writes TSS2 key files;
 //! - `context` connects, builds the standard primary and loads keys;
 //! - `sign` does RS256 / PS256 (with the strict-salt check and host-side fallback);
-//! - `generate` makes keys; `worker` owns the ESYS context on one thread;
+//! - `generate` makes keys; `worker` keeps the ESYS context and key behind a mutex;
 //! - [`interrupt`] flushes transient objects on Ctrl-C / SIGTERM.
 
 mod context;
