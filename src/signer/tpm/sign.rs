@@ -38,6 +38,8 @@ pub(crate) struct KeyInfo {
     pub tpm_pss: bool,
     /// TPM2_RSA_Decrypt with the null scheme is allowed (unrestricted decrypt key).
     pub raw_decrypt: bool,
+    /// The public key parsed once for the PS256 check (RSASSA-PSS, SHA-256, salt 32).
+    pub pss_check: aws_lc_rs::signature::ParsedPublicKey,
 }
 
 impl KeyInfo {
@@ -104,8 +106,15 @@ impl KeyInfo {
                 "cannot sign: it is not a signing key, or its fixed scheme is neither RSASSA-SHA256 nor RSAPSS-SHA256",
             ));
         }
+        let spki = rsa_spki(&n, e);
+        let pss_check = aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+            &spki,
+        )
+        .map_err(|e| tpm_error(what, format!("its public key is not usable: {e}")))?;
         Ok(Self {
-            spki: rsa_spki(&n, e),
+            spki,
+            pss_check,
             modulus_len: bits.div_ceil(8),
             bits,
             algorithms,
@@ -293,7 +302,7 @@ pub(crate) fn sign(
         Algorithm::Ps256 if info.algorithms.contains(&Algorithm::Ps256) => {
             if info.tpm_pss && !*tpm_pss_refused && !force_host_pss {
                 let sig = tpm_sign(ctx, key, info, alg, message)?;
-                if crate::signer::verify(&info.spki, alg, message, &sig).is_ok() {
+                if info.pss_check.verify_sig(message, &sig).is_ok() {
                     return Ok(sig);
                 }
                 // The TPM's salt is not 32 bytes; do not ask it again.
@@ -306,8 +315,11 @@ pub(crate) fn sign(
                 )));
             }
             let sig = host_pss(ctx, key, info, message)?;
-            crate::signer::verify(&info.spki, alg, message, &sig).map_err(|e| {
-                SignFailure::Final(tpm_error("PS256", format!("{NO_RFC7518_PS256} ({e})")))
+            info.pss_check.verify_sig(message, &sig).map_err(|_| {
+                SignFailure::Final(tpm_error(
+                    "PS256",
+                    format!("{NO_RFC7518_PS256} (the host-side PSS signature does not verify)"),
+                ))
             })?;
             Ok(sig)
         }
