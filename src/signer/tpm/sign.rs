@@ -382,6 +382,56 @@ mod tests {
         );
     }
 
+    /// The PS256 check must refuse what some TPMs produce (PSS with the largest salt)
+    /// and accept salt 32: signatures made by the openssl CLI, checked as `sign` checks.
+    #[test]
+    fn pss_check_is_strict_about_the_salt() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl CLI");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        run(&["genpkey", "-algorithm", "RSA", "-out", "k.pem"]);
+        std::fs::write(dir.path().join("m"), b"header.claims").unwrap();
+        let spki = run(&["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"]);
+        let check = aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+            &spki,
+        )
+        .unwrap();
+        let sign = |salt: &str| {
+            run(&[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "k.pem",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                &format!("rsa_pss_saltlen:{salt}"),
+                "m",
+            ])
+        };
+        assert!(check.verify_sig(b"header.claims", &sign("32")).is_ok());
+        assert!(
+            check.verify_sig(b"header.claims", &sign("max")).is_err(),
+            "max salt accepted"
+        );
+        assert!(
+            check.verify_sig(b"header.claims", &sign("20")).is_err(),
+            "salt 20 accepted"
+        );
+    }
+
     #[test]
     fn spki_is_read_back_by_the_der_walker() {
         let mut n = vec![0xc5u8; 256];
