@@ -188,12 +188,14 @@ section_tpm() {
             "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "raw" && $3 == a { print $5; exit }')")"
         ours="$(number "certassert $alg TPM signatures/s" \
             "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "certassert" && $2 == a { print $4; exit }')")"
-        row "certassert TPM $alg signatures/s" "$ours"
-        row "raw tss-esapi $alg signatures/s" "$raw"
+        value="$(number "certassert/raw $alg ratio" \
+            "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "certassert/raw" && $2 == a { print $NF; exit }')")"
+        row "certassert TPM $alg signatures/s" "$ours" " " "best round"
+        row "raw tss-esapi $alg signatures/s" "$raw" " " "best round"
         if [[ "$alg" == RS256 ]]; then
-            row "ratio certassert / raw tss-esapi ($alg)" "$(ratio "$ours" "$raw")" "×" "target ≥ 0.95×"
+            row "ratio certassert / raw tss-esapi ($alg)" "$value" "×" "median of same-round ratios; target ≥ 0.95×"
         else
-            row "ratio certassert / raw tss-esapi ($alg)" "$(ratio "$ours" "$raw")" "×" "incl. strict-salt check"
+            row "ratio certassert / raw tss-esapi ($alg)" "$value" "×" "median of same-round ratios; incl. strict-salt check"
         fi
     done
 
