@@ -4,7 +4,10 @@
 # (PKCS#11, TPM) and call them from main; section_token_cache times `certassert token`
 # answered from its cache.
 #
-#   ci/bench.sh                 software RSA: certassert assertions/s vs openssl speed
+#   ci/bench.sh                 software RSA: certassert assertions/s vs openssl speed;
+#                               PKCS#11 (SoftHSM2) and TPM (swtpm): certassert vs the raw
+#                               library loop, and CLI cold start vs pkcs11-tool / tpm2_sign;
+#                               token cache-hit latency against the emulator
 #   ci/bench.sh --criterion     also run `cargo bench --bench assertion`
 #   ci/bench.sh --seconds 5     measure each figure for 5 s (default 3; env BENCH_SECONDS)
 #   ci/bench.sh --rounds 3      best of 3 rounds (default 2; env BENCH_ROUNDS)
@@ -27,6 +30,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     if ((${#TMPDIRS[@]})); then
         rm -rf -- "${TMPDIRS[@]}"
@@ -231,6 +235,90 @@ section_token_cache() {
     row "certassert token cache-hit latency, ms" "$mean_ms" " " "mean; target ≤ 5 ms; 0 requests sent"
 }
 
+# TPM 2.0 on a private swtpm (no resource manager, like a raw TPM): certassert's
+# TpmSigner against a bare tss-esapi TPM2_Sign loop with the key already loaded, both
+# in one run of examples/tpm_raw (alternating rounds, best of each); then one
+# `certassert assertion --key tpm:handle=…` process against one `tpm2_sign` process.
+section_tpm() {
+    local dir port tcti out raw ours alg handle=0x81000001 csv ours_ms sign_ms value
+    make_tmpdir dir
+    mkdir -p "$dir/state"
+    # A free port pair (swtpm's control channel is the server port + 1).
+    for port in $(shuf -i 20000-60000 -n 20); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+            ! (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
+            break
+        fi
+    done
+    swtpm socket --tpm2 --tpmstate "dir=$dir/state" \
+        --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
+        --flags not-need-init,startup-clear >"$dir/swtpm.log" 2>&1 &
+    PIDS+=("$!")
+    tcti="swtpm:host=127.0.0.1,port=$port"
+    export TPM2TOOLS_TCTI="$tcti" TSS2_LOG="all+none"
+    local waited=0
+    until tpm2_getcap handles-transient >/dev/null 2>&1; do
+        kill -0 "${PIDS[-1]}" 2>/dev/null || die "swtpm exited: $(cat "$dir/swtpm.log")"
+        ((waited++ < 300)) || die "swtpm on $tcti did not answer within 30 s"
+        sleep 0.1
+    done
+    header "swtpm on $tcti: RSA-2048 key persisted at $handle with tpm2-tools"
+    # tpm2-tools leaves transient objects on a raw TPM: flush after each step.
+    if ! {
+        tpm2_createprimary -C o -c "$dir/primary.ctx" -Q && tpm2_flushcontext -t &&
+            tpm2_create -C "$dir/primary.ctx" -G rsa2048 -u "$dir/key.pub" -r "$dir/key.priv" -Q &&
+            tpm2_flushcontext -t &&
+            tpm2_load -C "$dir/primary.ctx" -u "$dir/key.pub" -r "$dir/key.priv" -c "$dir/key.ctx" -Q &&
+            tpm2_flushcontext -t &&
+            tpm2_evictcontrol -C o -c "$dir/key.ctx" "$handle" >/dev/null &&
+            tpm2_flushcontext -t
+    }; then
+        die "provisioning the swtpm key with tpm2-tools failed"
+    fi
+
+    header "examples/tpm_raw (certassert TpmSigner vs raw tss-esapi TPM2_Sign, $ROUNDS × ${SECONDS_PER_RUN} s each)"
+    out="$(target/release/examples/tpm_raw "$tcti" "$handle" "$SECONDS_PER_RUN" "$ROUNDS")" || die "the tpm_raw example failed"
+    printf '%s\n' "$out"
+    for alg in RS256 PS256; do
+        raw="$(number "raw tss-esapi $alg signatures/s" \
+            "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "raw" && $3 == a { print $5; exit }')")"
+        ours="$(number "certassert $alg TPM signatures/s" \
+            "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "certassert" && $2 == a { print $4; exit }')")"
+        value="$(number "certassert/raw $alg ratio" \
+            "$(printf '%s\n' "$out" | awk -v a="$alg" '$1 == "certassert/raw" && $2 == a { print $NF; exit }')")"
+        row "certassert TPM $alg signatures/s" "$ours" " " "best round"
+        row "raw tss-esapi $alg signatures/s" "$raw" " " "best round"
+        if [[ "$alg" == RS256 ]]; then
+            row "ratio certassert / raw tss-esapi ($alg)" "$value" "×" "median of same-round ratios; target ≥ 0.95×"
+        else
+            row "ratio certassert / raw tss-esapi ($alg)" "$value" "×" "median of same-round ratios; incl. strict-salt check"
+        fi
+    done
+
+    local bin="$PWD/target/release/certassert" key="tpm:handle=$handle?tcti=$tcti"
+    "$bin" cert create --key "$key" --subject CN=certassert-tpm-bench --days 30 \
+        --out "$dir/tpm.cert.pem" >/dev/null 2>&1 || die "certassert cert create (TPM) failed"
+    printf 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0' >"$dir/msg"
+    header "hyperfine: one process per signature: certassert assertion (TPM) vs tpm2_sign"
+    csv="$dir/hyperfine-tpm.csv"
+    # Named commands: the TCTI's comma would otherwise split the CSV's command column.
+    hyperfine --shell=none --warmup 3 --min-runs 30 --export-csv "$csv" \
+        --command-name "certassert assertion --key tpm:handle=$handle" \
+        --command-name "tpm2_sign -c $handle" \
+        "'$bin' assertion --key '$key' --cert '$dir/tpm.cert.pem' --tenant contoso.onmicrosoft.com --client-id 11111111-2222-3333-4444-555555555555" \
+        "tpm2_sign -c $handle -g sha256 -s rsassa -o '$dir/msg.sig' '$dir/msg'" \
+        || die "hyperfine (TPM) failed"
+    # command,mean,stddev,median,user,system,min,max   (seconds)
+    ours_ms="$(number "hyperfine mean (certassert)" "$(awk -F, 'NR == 2 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    sign_ms="$(number "hyperfine mean (tpm2_sign)" "$(awk -F, 'NR == 3 { printf "%.2f", $2 * 1000 }' "$csv")")"
+    row "certassert assertion (TPM) CLI latency, ms" "$ours_ms" " " "mean; process start to JWT"
+    row "tpm2_sign CLI latency, ms" "$sign_ms" " " "mean; one RSASSA signature"
+    value="$(ratio "$sign_ms" "$ours_ms")"
+    row "ratio tpm2_sign / certassert latency" "$value" "×" "target > 1.00× (certassert faster)"
+    unset TPM2TOOLS_TCTI
+}
+
 # The same two measurements under criterion's statistics (optional: slower).
 section_criterion() {
     header "cargo bench --bench assertion (criterion)"
@@ -268,12 +356,13 @@ main() {
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
     header "Installing missing system packages (ci/install-deps.sh bench)"
-    ci/install-deps.sh bench pkcs11
+    ci/install-deps.sh bench pkcs11 tpm
 
     section_build
     section_software
     section_cli
     section_pkcs11
+    section_tpm
     section_token_cache
     if ((RUN_CRITERION)); then
         section_criterion

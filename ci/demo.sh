@@ -25,7 +25,7 @@ section() {
 }
 
 section "Preparing" "Installing missing system packages and building certassert (release)."
-ci/install-deps.sh pkcs11
+ci/install-deps.sh pkcs11 tpm
 cargo build --release
 BIN="$PWD/target/release/certassert"
 

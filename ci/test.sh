@@ -33,7 +33,7 @@ ensure_components() {
 }
 
 step "Installing system packages (ci/install-deps.sh)"
-ci/install-deps.sh pkcs11
+ci/install-deps.sh pkcs11 tpm
 
 step "Toolchain"
 rustc --version

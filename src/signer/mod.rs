@@ -138,6 +138,10 @@ pub enum Error {
     #[cfg(feature = "pkcs11")]
     #[error(transparent)]
     Pkcs11(#[from] pkcs11::Pkcs11Error),
+    /// A TPM operation failed: `what` names the key or step, `detail` the TPM's answer and
+    /// what to do about it.
+    #[error("{what}: {detail}")]
+    Tpm { what: String, detail: String },
 }
 
 /// Open the key a reference names.

@@ -3,6 +3,7 @@
 //! that share no code with certassert: the RustCrypto `rsa` crate (PSS salt length held
 //! at exactly 32) and the openssl CLI. certassert is used only to *produce* things.
 #![allow(dead_code)]
+pub mod swtpm;
 
 pub mod emulator;
 pub mod softhsm;
