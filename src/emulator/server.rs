@@ -108,23 +108,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         let log = state.log.lock().expect("log").clone();
         return json(200, &serde_json::to_value(log).unwrap_or_default());
     }
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let content_type = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|h| h.to_str().ok())
+    let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+    let host = header("host").unwrap_or_default().to_string();
+    let content_type = header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let correlation_id = req
-        .headers()
-        .get("client-request-id")
-        .and_then(|h| h.to_str().ok())
-        .map_or_else(uuid_v4, str::to_string);
+    let correlation_id = header("client-request-id").map_or_else(uuid_v4, str::to_string);
     let body = match Limited::new(req.into_body(), 256 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return answer(413, "text/plain", b"request body too large".to_vec()),
