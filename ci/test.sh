@@ -57,6 +57,9 @@ cargo test --doc
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo clippy --all-targets --no-default-features -- -D warnings (software-only build)"
+cargo clippy --all-targets --no-default-features -- -D warnings
+
 step "cargo fmt --check"
 cargo fmt --check
 

@@ -34,8 +34,12 @@ Key references (--key, env CERTASSERT_KEY):
   file:/path/app.pfx?password-source=env:PFX_PASS
                     encrypted PKCS#8 or PKCS#12 (.pfx/.p12); the password comes from
                     env:VAR, file:PATH (mode 0600) or a no-echo prompt on a terminal
-  pkcs11:…  piv:9c  tpm:…
-                    hardware backends, in builds that include them
+  pkcs11:token=HSM;object=app?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin
+                    a key in an HSM or smartcard (RFC 7512; id=%01 selects by CKA_ID)
+  piv:9c?pin-source=env:PIV_PIN
+                    a YubiKey PIV slot through ykcs11 (RSA 2048: Entra rejects EC)
+  tpm:key=/etc/certassert/app.tss2.pem   tpm:handle=0x81000001
+                    a TPM 2.0 key file (tpm2-openssl format) or persistent handle
 
 Getting started:
   certassert key generate --key app.key.pem
