@@ -164,6 +164,45 @@ fn token_without_hashing_mechanisms_gets_host_computed_digests() {
 }
 
 #[test]
+fn signer_logs_in_again_after_the_token_forgot_the_login() {
+    isolated(
+        "signer_logs_in_again_after_the_token_forgot_the_login",
+        |hsm| hsm.keypairgen("app", "01", &[]),
+        |hsm| {
+            use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+            use cryptoki::object::{Attribute, ObjectClass};
+            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open");
+            let spki = signer.public_key_der().to_vec();
+            signer
+                .sign(Algorithm::Rs256, b"before")
+                .expect("sign while logged in");
+            // Another part of the process logs the application out (C_Logout is per
+            // application, not per session), as a card reset or another library would;
+            // the handles of private objects die with the login.
+            let ctx = Pkcs11::new(MODULE).unwrap();
+            let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+            let slot = ctx.get_slots_with_token().unwrap()[0];
+            let other = ctx.open_ro_session(slot).unwrap();
+            other.logout().expect("log out");
+            let private = [Attribute::Class(ObjectClass::PRIVATE_KEY)];
+            assert!(
+                other.find_objects(&private).unwrap().is_empty(),
+                "the logout took effect"
+            );
+            let sig = signer
+                .sign(Algorithm::Rs256, b"after")
+                .expect("sign after logout");
+            common::rsa_crate_verify(&spki, Algorithm::Rs256, b"after", &sig).unwrap();
+            assert_eq!(
+                other.find_objects(&private).unwrap().len(),
+                1,
+                "logged in again"
+            );
+        },
+    );
+}
+
+#[test]
 fn eight_threads_two_hundred_signatures_each_all_valid() {
     isolated(
         "eight_threads_two_hundred_signatures_each_all_valid",

@@ -207,14 +207,11 @@ impl Pkcs11Signer {
         mechanism: &Mechanism,
         data: &[u8],
     ) -> Result<Vec<u8>, Failure> {
+        let handle = *self.handle.read().unwrap_or_else(|p| p.into_inner());
         if !self.key.always_authenticate {
-            return session
-                .sign(mechanism, self.key.handle, data)
-                .map_err(Failure::Ck);
+            return session.sign(mechanism, handle, data).map_err(Failure::Ck);
         }
-        session
-            .sign_init(mechanism, self.key.handle)
-            .map_err(Failure::Ck)?;
+        session.sign_init(mechanism, handle).map_err(Failure::Ck)?;
         self.token.context_login(session).map_err(Failure::Login)?;
         session.sign_update(data).map_err(Failure::Ck)?;
         session.sign_final().map_err(Failure::Ck)
