@@ -947,6 +947,11 @@ fn https_with_the_generated_ca() {
         .unwrap_err();
     assert!(matches!(e, Error::Network { .. }), "{e}");
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // An untrusted server certificate is final: asking again would get the same answer.
+    assert!(
+        matches!(e, Error::Network { attempts: 1, .. }),
+        "TLS refusal must not be retried: {e:?}"
+    );
     assert_eq!(running.requests().len(), 1);
     // A --ca-file that holds no certificate is an error before anything is sent.
     let empty = common::write(f.dir.path(), "empty.pem", "nothing");

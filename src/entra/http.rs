@@ -3,7 +3,8 @@
 //! platform's roots plus `--ca-file`; `HTTPS_PROXY`/`NO_PROXY` are honoured by reqwest.
 //! Plain http is refused before this point except to loopback. Retries follow DESIGN.md:
 //! 429 (never before `Retry-After`), 5xx and connection errors, at most three attempts;
-//! a 4xx answer such as `invalid_client` is final.
+//! a 4xx answer such as `invalid_client` is final, and so is a TLS refusal (an untrusted
+//! server certificate answers the same every time).
 //!
 //! Blocking, not async: the [`Signer`](crate::Signer) is synchronous (a PKCS#11 or TPM
 //! call blocks anyway), a CLI sends one request, and a library caller gets a plain
@@ -105,7 +106,11 @@ impl HttpClient {
             let backoff = self.options.backoff * 2u32.pow(attempt - 1);
             let response = match self.client.post(url).form(&body).send() {
                 Ok(r) => r,
-                Err(e) if !last && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                Err(e)
+                    if !last
+                        && (e.is_connect() || e.is_timeout() || e.is_request())
+                        && !is_tls_refusal(&e) =>
+                {
                     std::thread::sleep(backoff);
                     continue;
                 }
@@ -174,6 +179,26 @@ fn parse_answer(url: &str, status: u16, body: &[u8], now: i64) -> Result<Token, 
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| not_oauth("not JSON"))?;
     Token::from_json(&json, now).map_err(|e| not_oauth(&e))
+}
+
+/// Whether TLS refused the server (an untrusted or mismatched certificate): asking again
+/// gets the same answer, so it is reported at once instead of retried.
+fn is_tls_refusal(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // io::Error hides a custom inner error from source() (and nests): look inside.
+        source = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 /// `Retry-After` as seconds: delta-seconds, or an HTTP date.
