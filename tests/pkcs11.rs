@@ -17,6 +17,24 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `certassert assertion --key KEY --alg ALG` must succeed, and openssl must verify the
+/// JWT against `cert_pem`.
+fn assertion_verifies(hsm: &SoftHsm, key: &str, alg: &str, dir: &Path, cert_pem: &Path) {
+    let out = hsm.certassert(&[
+        "assertion",
+        "--key",
+        key,
+        "--tenant",
+        TENANT,
+        "--client-id",
+        common::CLIENT_ID,
+        "--alg",
+        alg,
+    ]);
+    assert!(out.status.success(), "{key}: {}", stderr(&out));
+    assert_jwt_verifies(dir, &stdout(&out), cert_pem);
+}
+
 /// Run `certassert assertion --key KEY`, which must fail; its stderr.
 fn failing_assertion(hsm: &SoftHsm, key: &str) -> String {
     let out = hsm.certassert(&[
@@ -298,19 +316,7 @@ fn pkcs11_tool_key_signs_assertions_by_label_and_by_id() {
         (hsm.uri("id=%a1%b2"), "RS256"),
         (hsm.uri("id=%a1%b2;type=private"), "PS256"),
     ] {
-        let out = hsm.certassert(&[
-            "assertion",
-            "--key",
-            &key,
-            "--tenant",
-            TENANT,
-            "--client-id",
-            common::CLIENT_ID,
-            "--alg",
-            alg,
-        ]);
-        assert!(out.status.success(), "{key}: {}", stderr(&out));
-        assert_jwt_verifies(dir.path(), &stdout(&out), &cert);
+        assertion_verifies(&hsm, &key, alg, dir.path(), &cert);
     }
     // The smallstep spelling of the id gets the RFC 7512 form suggested.
     let e = failing_assertion(&hsm, &hsm.uri("id=a1b2"));
@@ -332,19 +338,7 @@ fn piv_slot_through_the_cli_with_provisioned_layout() {
     );
     let key = format!("piv:9c?{}", hsm.query());
     for alg in ["RS256", "PS256"] {
-        let out = hsm.certassert(&[
-            "assertion",
-            "--key",
-            &key,
-            "--tenant",
-            TENANT,
-            "--client-id",
-            common::CLIENT_ID,
-            "--alg",
-            alg,
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_jwt_verifies(dir.path(), &stdout(&out), &cert);
+        assertion_verifies(&hsm, &key, alg, dir.path(), &cert);
     }
 }
 

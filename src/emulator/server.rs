@@ -154,8 +154,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             "application/json",
             b"{\"access_token\": \"trunc".to_vec(),
         ),
-        Some(Fault::Slow(delay)) => {
-            tokio::time::sleep(delay).await;
+        Some(Fault::Slow(_)) | None => {
+            if let Some(Fault::Slow(delay)) = fault {
+                tokio::time::sleep(delay).await;
+            }
             route(
                 state,
                 &method,
@@ -167,16 +169,6 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
                 &mut record,
             )
         }
-        None => route(
-            state,
-            &method,
-            &path,
-            &host,
-            &content_type,
-            &form,
-            &correlation_id,
-            &mut record,
-        ),
     };
     record.status = response.status().as_u16();
     state.log.lock().expect("log").push(record);
