@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CI job: install what is missing, build (default and software-only), test, lint.
+# The CI job: install what is missing, build every feature set, test, document, lint.
 # CI runs it as `bash .ci/run` with CI=true and no terminal on stdin; run it locally
 # the same way, or as `ci/test.sh`.
 set -euo pipefail
@@ -43,10 +43,24 @@ ensure_components
 step "cargo build --all-targets"
 cargo build --all-targets
 
-step "cargo build --no-default-features (software-only tool)"
-cargo build --no-default-features
+# Each feature set builds on its own: the library alone (software keys, token flows),
+# each backend alone, the command line alone, and everything.
+for features in "" pkcs11 tpm cli "pkcs11 tpm cli emulator"; do
+    step "cargo build --no-default-features --features '$features'"
+    cargo build --no-default-features --features "$features"
+done
 target/debug/certassert --version
 target/debug/certassert --help >/dev/null
+
+step "The library alone has no front-end crates in its tree"
+tree="$(cargo tree -e normal --no-default-features --prefix none)"
+echo "cargo tree -e normal --no-default-features: $(wc -l <<<"$tree") lines"
+for crate in clap hyper tokio-rustls rpassword; do
+    if grep -q "^$crate v" <<<"$tree"; then
+        echo "error: $crate is in the library's dependency tree (it belongs behind the cli or emulator feature)" >&2
+        exit 1
+    fi
+done
 
 step "cargo test --all-targets"
 cargo test --all-targets
@@ -54,10 +68,16 @@ cargo test --all-targets
 step "cargo test --doc"
 cargo test --doc
 
+step "cargo test --no-default-features --features cli (software-only tool)"
+cargo test --no-default-features --features cli --all-targets
+
+step "cargo doc --no-deps (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "cargo clippy --all-targets --no-default-features -- -D warnings (software-only build)"
+step "cargo clippy --all-targets --no-default-features -- -D warnings (library alone)"
 cargo clippy --all-targets --no-default-features -- -D warnings
 
 step "cargo fmt --check"

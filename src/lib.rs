@@ -12,6 +12,7 @@
 pub mod assertion;
 pub mod cert;
 pub mod der;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod encoding;
 pub mod entra;

@@ -4,8 +4,10 @@
 
 mod assertion;
 mod cert;
+#[cfg(feature = "emulator")]
 mod demo;
 mod doctor;
+#[cfg(feature = "emulator")]
 mod emulator;
 mod inspect;
 mod key;
@@ -76,8 +78,10 @@ enum Command {
     /// Check key, certificate, thumbprints and (with a tenant) a token request
     Doctor(doctor::DoctorArgs),
     /// Run a local, strict Entra ID token endpoint for tests and development
+    #[cfg(feature = "emulator")]
     Emulator(emulator::EmulatorArgs),
     /// The whole flow on this machine: key, certificate, emulator, token, timings
+    #[cfg(feature = "emulator")]
     Demo,
 }
 
@@ -289,7 +293,9 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Token(args) => token::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => emulator::run(&args),
+        #[cfg(feature = "emulator")]
         Command::Demo => demo::run(),
     };
     match result {
