@@ -2,7 +2,6 @@
 //! fallbacks of azure-identity; PKCS#12 keys and where their password comes from.
 
 use super::*;
-use std::process::Stdio;
 
 #[test]
 fn assertion_rs256_is_one_line_verified_by_openssl_and_pyjwt() {
@@ -121,6 +120,11 @@ fn assertion_ps256_x5c_token_url_and_lifetime() {
     // inspect matches x5t#S256 to the certificate and verifies the PSS signature with it.
     let report = ok(&p, &["inspect", "--cert", "c.pem", "--aud", url, jwt]);
     assert!(report.contains("ok: no problems found"), "{report}");
+    snapshot(
+        &report,
+        "inspect-ps256-ok.stdout",
+        &assertion_redactions(&p, jwt, &[("", "c.pem")]),
+    );
     ok(&p, &["key", "generate", "--key", "k2.pem"]);
     ok(
         &p,
@@ -143,6 +147,11 @@ fn assertion_ps256_x5c_token_url_and_lifetime() {
         "{text}"
     );
     assert!(text.contains("PS256 signature does not verify"), "{text}");
+    snapshot(
+        &text,
+        "inspect-ps256-wrong-cert.stdout",
+        &assertion_redactions(&p, jwt, &[("", "c.pem"), ("OTHER_", "c2.pem")]),
+    );
 }
 
 #[test]

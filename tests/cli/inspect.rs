@@ -46,7 +46,10 @@ fn inspect_flags_hand_made_mistakes_and_passes_ours() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: no problems found"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok: no problems found"));
+    let r = assertion_redactions(&p, &jwt, &[("", "c.pem")]);
+    snapshot(&text, "inspect-rs256-ok.stdout", &r);
 
     // The seed question's hand-built assertion: no x5t, no aud.
     let seed = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiIyZjg3N2RhYS1iNmY1LTQyYTMtODQzMC1hY2YyMzhiMjM0ZTEiLCJzdWIiOiIyZjg3N2RhYS1iNmY1LTQyYTMtODQzMC1hY2YyMzhiMjM0ZTEiLCJuYmYiOjE1NzA4MDM2NTEsImV4cCI6MTU3MDgwNzI1MSwiaWF0IjoxNTcwODAzNjUxLCJqdGkiOiIzQkM4Nzk4MDMxMEM0OTBBNjJBQTVGNjM0M0Q0QzU1REY4RUJCQTg1IiwidHlwIjoiSldUIn0.t8lArFodXkHO9Ps9O3q7VH55pRl6NtcIkEbSz-hDL0V6I7iWi4N-1VBNM_nFUHkNhBoGaskV0eQtqMXYildb7oEr75KgbcjacZy2OI319uPwztHp9jVxjsBhB_rKXND4M6URr23IWkLwFb2008vq_fY4trLUZR9ILZOE0Dr_MdaQmrt8fU9mYNkSEnRsiXKuqcS97oBfo6-9MuDbkcNuAOxZnsmbYvutk1LeabFywbc4qO3dgb8PtfqMAiYxgYTzg72tAw-ncq6uRXgG5XoxJVOExCyn5CXV9lSsE33_oekOEfRU5CyC0IvtSLhSoZ7LKtSMJ22ZXiyFqvddenJC8w";
@@ -84,5 +87,10 @@ fn inspect_flags_hand_made_mistakes_and_passes_ours() {
         "{text}"
     );
     assert!(text.contains("signature does not verify"), "{text}");
+    snapshot(
+        &text,
+        "inspect-rs256-wrong-cert.stdout",
+        &assertion_redactions(&p, &jwt, &[("", "c.pem"), ("OTHER_", "c2.pem")]),
+    );
     // `inspect not-a-jwt` is the trycmd case tests/cmd/args/inspect-not-a-jwt.
 }

@@ -153,8 +153,8 @@ pub use snapbox::Redactions;
 
 /// Placeholders for what differs from run to run in the directory `dir`: the directory
 /// itself as `[ROOT]`, and for each `(prefix, cert)` pair the certificate's thumbprints and
-/// serial as `[{prefix}THUMBPRINT]` (hex SHA-1), `[{prefix}XT]` (x5t), `[{prefix}XT_SHA]`
-/// (x5t#S256) and `[{prefix}SERIAL]` (placeholders allow only A-Z and _). The first
+/// serial as `[{prefix}THUMBPRINT]` (hex SHA-1), `[{prefix}THUMBPRINT_SHA]` (hex SHA-256),
+/// `[{prefix}XT]` (x5t), `[{prefix}XT_SHA]` (x5t#S256) and `[{prefix}SERIAL]` (placeholders allow only A-Z and _). The first
 /// certificate's dates are `[NOT_BEFORE]` and `[NOT_AFTER]` (two certificates made in the
 /// same second share them).
 pub fn redactions(dir: &Path, certs: &[(&'static str, &str)]) -> Redactions {
@@ -173,12 +173,45 @@ pub fn redactions(dir: &Path, certs: &[(&'static str, &str)]) -> Redactions {
         if i == 0 {
             fields.extend([("not_before", "NOT_BEFORE"), ("not_after", "NOT_AFTER")]);
         }
+        // x5t#S256 in hex, as inspect also shows it.
+        use base64::Engine as _;
+        let sha256 = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(show["x5t#S256"].as_str().unwrap())
+            .unwrap();
+        let hex: String = sha256.iter().map(|b| format!("{b:02X}")).collect();
+        let placeholder: &'static str = format!("[{prefix}THUMBPRINT_SHA]").leak();
+        r.insert(placeholder, hex).unwrap();
         for (field, name) in fields {
             // Placeholders are &'static str: a handful per test, leaked.
             let placeholder: &'static str = format!("[{prefix}{name}]").leak();
             r.insert(placeholder, show[field].as_str().unwrap().to_string())
                 .unwrap();
         }
+    }
+    r
+}
+
+/// [`redactions`] plus what differs in an assertion made at test time: `[JTI]`, `[IAT]`
+/// (also nbf), `[EXP]`, their RFC 3339 forms `[IAT_TIME]`, `[EXP_TIME]`, and `[XC]` for
+/// the certificate an x5c header carries.
+pub fn assertion_redactions(dir: &Path, jwt: &str, certs: &[(&'static str, &str)]) -> Redactions {
+    let mut r = redactions(dir, certs);
+    let mut parts = jwt.trim().split('.');
+    let header = b64url_json(parts.next().unwrap());
+    let claims = b64url_json(parts.next().unwrap());
+    assert_eq!(claims["nbf"], claims["iat"]);
+    let iat = claims["iat"].as_i64().unwrap();
+    let exp = claims["exp"].as_i64().unwrap();
+    r.insert("[JTI]", claims["jti"].as_str().unwrap().to_string())
+        .unwrap();
+    r.insert("[IAT]", iat.to_string()).unwrap();
+    r.insert("[EXP]", exp.to_string()).unwrap();
+    r.insert("[IAT_TIME]", certassert::encoding::rfc3339(iat))
+        .unwrap();
+    r.insert("[EXP_TIME]", certassert::encoding::rfc3339(exp))
+        .unwrap();
+    if let Some(x5c) = header["x5c"][0].as_str() {
+        r.insert("[XC]", x5c.to_string()).unwrap();
     }
     r
 }
