@@ -6,28 +6,32 @@
 //!
 //! What the binary prints is committed as text under `tests/cmd/` and compared whole:
 //! - `tests/cmd/{help,args,pkcs11,no-pkcs11,tpm,no-tpm}/*.toml`: trycmd cases (run by
-//!   [`cases::cmd_cases`]) that need no key material: `--help`/`--version` texts, argument
-//!   and key-reference errors, `inspect` of a JWT given inline. Each `.toml` names the
-//!   arguments, the exit status and `stdout`/`stderr`; the longer output is in the
-//!   `.stdout`/`.stderr` file beside it. The binary runs with an empty environment
-//!   (`env.inherit = false`: no CERTASSERT_*, AZURE_*, COLUMNS) in `tests/cmd/fixtures/`.
-//!   The `pkcs11`/`tpm` directories run only with that feature, `no-*` only without it.
-//! - `tests/cmd/generated/*.stderr|stdout`: snapbox snapshots of runs that need a key or
-//!   certificate made at test time (never committed); values that differ per run
-//!   (thumbprints, serials, dates, the temp dir) are redacted as `[THUMBPRINT]`, `[X5T]`,
-//!   `[NOT_AFTER]`, … by [`redactions`].
+//!   [`cases::cmd_cases`]) that need no key material: `--help`/`--version` texts, argument,
+//!   key-reference and secret-source errors, `inspect` of a JWT given inline. Each `.toml`
+//!   says what it shows, the arguments, the exit status and `stdout`/`stderr`; the longer
+//!   output is in the `.stdout`/`.stderr` file beside it. The binary runs with an empty
+//!   environment (`env.inherit = false`: no CERTASSERT_*, AZURE_*, COLUMNS; clap wraps help
+//!   at 100 columns) in `tests/cmd/fixtures/` (files that are not keys). The `pkcs11`/`tpm`
+//!   directories run only with that feature, `no-pkcs11`/`no-tpm` only without it.
+//! - `tests/cmd/generated/*.{stderr,stdout}`: snapbox snapshots ([`fails`], [`snapshot`]) of
+//!   runs that need a key or certificate made at test time (keys are never committed).
+//!   Values that differ per run are redacted by [`redactions`] and [`assertion_redactions`]:
+//!   `[ROOT]` (the temp dir), `[THUMBPRINT]`, `[XT]` (x5t), `[XT_SHA]` (x5t#S256),
+//!   `[SERIAL]`, `[NOT_AFTER]`, `[JTI]`, `[IAT]`, … and `[DAYS]` in "(valid, N days left)".
 //!
 //! After changing a message, regenerate every snapshot with one command and review the diff:
 //!
 //! ```text
 //! TRYCMD=overwrite SNAPSHOTS=overwrite cargo test --test cli
+//! TRYCMD=overwrite cargo test --test cli --no-default-features cmd_cases   # no-pkcs11, no-tpm
 //! git diff tests/cmd
 //! ```
 //!
-//! (and once more with `--no-default-features` for the `no-pkcs11`/`no-tpm` cases). A new
-//! trycmd case is a `.toml` with `stdout = ""` and an empty `.stderr` (or `stderr = ""`
-//! and an empty `.stdout`) beside it: trycmd only checks an output whose file or field
-//! exists, and [`cases::every_case_checks_its_whole_output`] insists on both.
+//! While files are being rewritten, [`cases::every_case_checks_its_whole_output`] may trip
+//! over a half-written one: run `cargo test --test cli` once more to confirm. A new trycmd
+//! case is a `.toml` with `stdout = ""` and an empty `.stderr` beside it (or `stderr = ""`
+//! and an empty `.stdout`): trycmd checks only an output whose field or file exists, and
+//! that test insists on both. A new snapbox snapshot is written by `SNAPSHOTS=overwrite`.
 
 mod assertion;
 mod cases;
