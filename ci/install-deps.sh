@@ -14,7 +14,7 @@ set -euo pipefail
 # name from the script that needs it (ci/test.sh, ci/bench.sh, ci/demo.sh).
 # shellcheck disable=SC2034  # the lists are read through namerefs (GROUP_$name)
 {
-    # python3-jwt + python3-cryptography: PyJWT, the independent JWT verifier in tests/cli.rs
+    # python3-jwt + python3-cryptography: PyJWT, the independent JWT verifier in tests/cli/
     GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography)
     GROUP_bench=(hyperfine)
     # Later backends (not installed by default; pass the group name to install them):

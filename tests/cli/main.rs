@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! TRYCMD=overwrite SNAPSHOTS=overwrite cargo test --test cli
-//! TRYCMD=overwrite cargo test --test cli --no-default-features cmd_cases   # no-pkcs11, no-tpm
+//! TRYCMD=overwrite cargo test --test cli --no-default-features --features cli cmd_cases   # no-pkcs11, no-tpm
 //! git diff tests/cmd
 //! ```
 //!
