@@ -140,7 +140,8 @@ impl RsaPublicKey {
             what: "RSA public key",
             source: der::Tag::BitString.value_error().into(),
         })?;
-        let key = pkcs1::RsaPublicKey::from_der(bits).map_err(Error::malformed("RSA public key"))?;
+        let key =
+            pkcs1::RsaPublicKey::from_der(bits).map_err(Error::malformed("RSA public key"))?;
         Self::new(key.modulus.as_bytes(), key.public_exponent.as_bytes())
     }
 
@@ -290,13 +291,25 @@ pub mod pem {
             label: String,
         },
         /// A block's body is not base64 (or its boundaries are malformed).
-        #[error("PEM block \"{label}\" is not valid base64 ({source})")]
+        #[error("PEM block \"{label}\" {}", describe(cause))]
         Body {
             /// The block's label.
             label: String,
-            /// What `pem-rfc7468` found wrong.
-            source: pem_rfc7468::Error,
+            /// What `pem-rfc7468` found wrong (kept out of the message: its text reads
+            /// "PEM … error: …", and a CLI prints one `error:` line).
+            cause: pem_rfc7468::Error,
         },
+    }
+
+    fn describe(cause: &pem_rfc7468::Error) -> &'static str {
+        use pem_rfc7468::Error as E;
+        match cause {
+            E::Label => "has an invalid label",
+            E::PreEncapsulationBoundary | E::PostEncapsulationBoundary => {
+                "has a malformed BEGIN or END line"
+            }
+            _ => "is not valid base64",
+        }
     }
 
     /// Whether `data` looks like PEM text rather than DER.
@@ -305,8 +318,7 @@ pub mod pem {
             .iter()
             .position(|b| !b.is_ascii_whitespace())
             .unwrap_or(data.len());
-        data[start..].starts_with(b"-----BEGIN ")
-            || data.windows(12).any(|w| w == b"\n-----BEGIN ")
+        data[start..].starts_with(b"-----BEGIN ") || data.windows(12).any(|w| w == b"\n-----BEGIN ")
     }
 
     /// All blocks in PEM text, in order; text outside blocks is ignored.
@@ -348,9 +360,9 @@ pub mod pem {
             }
             block.push_str(&end);
             block.push('\n');
-            let body = |source| Error::Body {
+            let body = |cause| Error::Body {
                 label: label.to_string(),
-                source,
+                cause,
             };
             let mut decoder =
                 pem_rfc7468::Decoder::new_detect_wrap(block.as_bytes()).map_err(body)?;
@@ -384,7 +396,10 @@ pub mod pem {
             }
         }
         let body = crate::encoding::b64(der);
-        format!("-----BEGIN {label}-----\n{}-----END {label}-----\n", Lines(&body))
+        format!(
+            "-----BEGIN {label}-----\n{}-----END {label}-----\n",
+            Lines(&body)
+        )
     }
 }
 
@@ -506,7 +521,10 @@ mod tests {
             RsaPublicKey::new(&[0, 0], &[1]),
             Err(Error::ZeroInteger("modulus"))
         ));
-        assert!(certificate_spki(&spki).is_err(), "an SPKI is not a certificate");
+        assert!(
+            certificate_spki(&spki).is_err(),
+            "an SPKI is not a certificate"
+        );
         assert_eq!(unsigned_bits(&[0x00, 0x80, 0x00]), 16);
         assert_eq!(unsigned_bits(&[0x01, 0x00]), 9);
         assert_eq!(unsigned_bits(&[]), 0);
