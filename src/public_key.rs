@@ -271,9 +271,13 @@ pub mod pem {
     impl Block {
         /// Whether an RFC 1421 header marks the body as encrypted (legacy OpenSSL keys).
         pub fn is_legacy_encrypted(&self) -> bool {
-            self.headers
-                .iter()
-                .any(|h| h.starts_with("Proc-Type:") && h.contains("ENCRYPTED"))
+            // RFC 1421 §4.6.1.1: "Proc-Type: 4,ENCRYPTED".
+            self.headers.iter().any(|h| {
+                h.split_once(':').is_some_and(|(name, value)| {
+                    name.trim() == "Proc-Type"
+                        && value.split(',').nth(1).map(str::trim) == Some("ENCRYPTED")
+                })
+            })
         }
     }
 

@@ -51,6 +51,9 @@ pub(super) fn read(path: &Path, password: Option<&SecretSource>) -> Result<KeyMa
     .load(&data)
 }
 
+/// des-ede3-cbc (RFC 8018 B.2.2): the cipher of PBES2 with 3DES, which picky does not decrypt.
+const OID_DES_EDE3_CBC: &str = "1.2.840.113549.3.7";
+
 /// The outer shape of a DER key file, from its first fields.
 enum Shape {
     /// PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, ... }
@@ -243,11 +246,12 @@ impl Loader<'_> {
                 Ok(v) => return Ok(v),
                 Err(e) if is_password_error(&e) => last = Some(e),
                 Err(picky::pkcs12::Pkcs12Error::NotSupportedAlgorithm { algorithm, context }) => {
-                    let name = algorithm.to_string();
-                    let name = if name.contains("1.2.840.113549.3.7") {
-                        "PBES2 with 3DES-CBC".to_string()
-                    } else {
-                        name
+                    use picky::pkcs12::UnsupportedPkcs12Algorithm as Unsupported;
+                    let name = match &algorithm {
+                        Unsupported::Oid(oid) if Into::<String>::into(oid) == OID_DES_EDE3_CBC => {
+                            "PBES2 with 3DES-CBC".to_string()
+                        }
+                        _ => algorithm.to_string(),
                     };
                     return Err(self.format(format!(
                         "the key is encrypted with {name} ({context}), which certassert does not decrypt; re-encrypt it: \
