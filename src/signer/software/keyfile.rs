@@ -413,3 +413,53 @@ pub(super) fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_of_der_key_files() {
+        let shape_name = |data: &[u8]| match shape(data) {
+            None => "none",
+            Some(Shape::Pkcs12) => "pkcs12",
+            Some(Shape::Pkcs8) => "pkcs8",
+            Some(Shape::Sec1) => "sec1",
+            Some(Shape::Pkcs1) => "pkcs1",
+            Some(Shape::EncryptedPkcs8) => "encrypted",
+            Some(Shape::Other) => "other",
+        };
+        for (data, expected) in [
+            (&b""[..], "none"),
+            (b"\x04\x02\xaa\xbb", "none"),
+            (b"\x30\x05\x02\x01", "none"),
+            (b"\x30\x03\x02\x01\x03", "pkcs12"),
+            (b"\x30\x05\x02\x01\x00\x30\x00", "pkcs8"),
+            (b"\x30\x05\x02\x01\x01\x04\x00", "sec1"),
+            (b"\x30\x03\x02\x01\x05", "pkcs1"),
+            (b"\x30\x04\x30\x00\x04\x00", "encrypted"),
+            (b"\x30\x02\x04\x00", "other"),
+        ] {
+            assert_eq!(shape_name(data), expected, "{data:02x?}");
+        }
+    }
+
+    #[test]
+    fn malformed_keys_are_format_errors_never_panics() {
+        let path = Path::new("k.der");
+        for junk in [
+            &b""[..],
+            b"\x30\x03\x02\x01\x00",
+            b"\x30\x05\x02\x01\x00\x30\x00",
+            b"\x30\x80\x02\x01\x00",
+        ] {
+            for key in [
+                Plain::Pkcs8(Zeroizing::new(junk.to_vec())),
+                Plain::Pkcs1(Zeroizing::new(junk.to_vec())),
+            ] {
+                let e = check_key(path, &key).unwrap_err();
+                assert!(matches!(e, Error::Format { .. }), "{e:?}");
+            }
+        }
+    }
+}
