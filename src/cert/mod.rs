@@ -61,8 +61,8 @@ pub enum Error {
     /// The certificate's public key is not the signer's.
     #[error(
         "the certificate (thumbprint {thumbprint}) does not belong to this key: their public keys differ. \
-         Entra would answer AADSTS700027. Use the certificate made from this key (certassert cert show \
-         prints the one stored with a key), or the key that matches this certificate"
+         Entra would answer AADSTS700027. Use the certificate made from this key, \
+         or the key that matches this certificate"
     )]
     KeyMismatch {
         /// Hex SHA-1 of the certificate.
