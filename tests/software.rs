@@ -878,6 +878,48 @@ fn legacy_encrypted_pem_suggests_pkcs8() {
 
 // ---------------------------------------------------------------- certificates
 
+/// What a certificate file holds instead, and a bad subject or day count, are variants a
+/// front end can word its own hint from; the library's text names no flag.
+#[test]
+fn certificate_errors_are_typed_and_name_no_flag() {
+    let dir = tempdir();
+    let key = genrsa(dir.path(), "k.pem", 2048);
+    let e = Certificate::load_chain(&key).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            cert::Error::NoCertificate {
+                instead: cert::Instead::PrivateKey,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let text = assert_contains(
+        &e,
+        &["no CERTIFICATE block", "PRIVATE KEY", "this is a key"],
+    );
+    assert!(!text.contains("--"), "{text}");
+
+    let signer = load(&key);
+    let e = cert::create_self_signed(&signer, Algorithm::Rs256, "my-app", 30, now()).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            cert::Error::Subject {
+                reason: cert::SubjectError::NotKeyValue(part),
+                ..
+            } if part == "my-app"
+        ),
+        "{e:?}"
+    );
+    let text = assert_contains(&e, &["KEY=VALUE"]);
+    assert!(!text.contains("--"), "{text}");
+    let e = cert::create_self_signed(&signer, Algorithm::Rs256, "CN=x", 0, now()).unwrap_err();
+    assert!(matches!(e, cert::Error::Days(0)), "{e:?}");
+    assert!(!e.to_string().contains("--"), "{e}");
+}
+
 #[test]
 fn key_certificate_mismatch_names_aadsts700027() {
     let dir = tempdir();
