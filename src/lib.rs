@@ -19,6 +19,7 @@ pub mod entra;
 pub mod inspect;
 pub mod keyref;
 pub mod pem;
+pub mod public_key;
 pub mod secret;
 pub mod signer;
 

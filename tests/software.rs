@@ -629,12 +629,14 @@ fn garbage_is_refused_with_a_format_error() {
         ),
         (
             "junk-der-in-pem",
-            certassert::pem::encode("PRIVATE KEY", b"\x30\x03\x02\x01\x00").into_bytes(),
+            certassert::public_key::pem::encode("PRIVATE KEY", b"\x30\x03\x02\x01\x00")
+                .into_bytes(),
             "malformed PKCS#8",
         ),
         (
             "other-pem",
-            certassert::pem::encode("PUBLIC KEY", &openssl_spki(&key, &[])).into_bytes(),
+            certassert::public_key::pem::encode("PUBLIC KEY", &openssl_spki(&key, &[]))
+                .into_bytes(),
             "no private key in this PEM file (blocks found: PUBLIC KEY)",
         ),
         ("truncated-der", good_der[..good_der.len() / 2].to_vec(), ""),
@@ -658,7 +660,10 @@ fn certificate_only_pem_says_use_cert() {
     let key = genrsa(dir.path(), "k.pem", 2048);
     let cert = openssl_cert(dir.path(), &key, "c.pem", "only-a-cert");
     let e = load_err(&cert);
-    assert_contains(&e, &["certificate but no private key", "--cert", "--key"]);
+    assert!(matches!(e, signer::Error::Format { .. }), "{e:?}");
+    let text = assert_contains(&e, &["certificate but no private key", "not a key file"]);
+    // The library names no flag: the CLI adds "pass the key with --key …" (tests/cli.rs).
+    assert!(!text.contains("--"), "{text}");
 }
 
 #[test]
@@ -872,6 +877,48 @@ fn legacy_encrypted_pem_suggests_pkcs8() {
 }
 
 // ---------------------------------------------------------------- certificates
+
+/// What a certificate file holds instead, and a bad subject or day count, are variants a
+/// front end can word its own hint from; the library's text names no flag.
+#[test]
+fn certificate_errors_are_typed_and_name_no_flag() {
+    let dir = tempdir();
+    let key = genrsa(dir.path(), "k.pem", 2048);
+    let e = Certificate::load_chain(&key).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            cert::Error::NoCertificate {
+                instead: cert::Instead::PrivateKey,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let text = assert_contains(
+        &e,
+        &["no CERTIFICATE block", "PRIVATE KEY", "this is a key"],
+    );
+    assert!(!text.contains("--"), "{text}");
+
+    let signer = load(&key);
+    let e = cert::create_self_signed(&signer, Algorithm::Rs256, "my-app", 30, now()).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            cert::Error::Subject {
+                reason: cert::SubjectError::NotKeyValue(part),
+                ..
+            } if part == "my-app"
+        ),
+        "{e:?}"
+    );
+    let text = assert_contains(&e, &["KEY=VALUE"]);
+    assert!(!text.contains("--"), "{text}");
+    let e = cert::create_self_signed(&signer, Algorithm::Rs256, "CN=x", 0, now()).unwrap_err();
+    assert!(matches!(e, cert::Error::Days(0)), "{e:?}");
+    assert!(!e.to_string().contains("--"), "{e}");
+}
 
 #[test]
 fn key_certificate_mismatch_names_aadsts700027() {

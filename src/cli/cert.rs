@@ -1,10 +1,13 @@
-//! `certassert cert create|csr|show|manifest`.
+//! `certassert cert create|csr|show|manifest`, and the CLI's wording of certificate and
+//! key-file errors: the library names no flag, so the flag that fixes a mistake
+//! (`--subject`, `--days`, `--key`, `--cert`) is added here, chosen by the error variant.
 
 use super::{print, write_new, KeyArg, Result};
 use certassert::cert::{self, Certificate};
 use certassert::encoding::{rfc3339, unix_now};
 use certassert::keyref::KeyRef;
-use certassert::Algorithm;
+use certassert::public_key::pem;
+use certassert::{signer, Algorithm};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +95,59 @@ pub struct ManifestArgs {
     display_name: Option<String>,
 }
 
+/// An error whose message the CLI reworded to name the flag that fixes it.
+#[derive(Debug)]
+struct Hinted<E> {
+    message: String,
+    error: E,
+}
+
+impl<E> std::fmt::Display for Hinted<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Hinted<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The error's own causes; its text is in `message` already.
+        self.error.source()
+    }
+}
+
+/// A certificate error as the CLI says it: with the flag that fixes it, where one does.
+pub fn cert_error(e: cert::Error) -> Box<dyn std::error::Error> {
+    let message = match &e {
+        cert::Error::Subject { subject, reason } => format!("--subject \"{subject}\": {reason}"),
+        cert::Error::Days(days) => format!("--days {days}: choose between 1 and 36500"),
+        cert::Error::NoCertificate {
+            instead: cert::Instead::PrivateKey,
+            ..
+        } => format!("{e}; pass it with --key"),
+        cert::Error::KeyMismatch { .. } => {
+            format!("{e} (certassert cert show --key KEY prints the certificate stored with a key)")
+        }
+        _ => return Box::new(e),
+    };
+    Box::new(Hinted { message, error: e })
+}
+
+/// A key-opening error as the CLI says it: a key file that turns out to hold only
+/// certificates (a format error for the key loader) gets the `--key`/`--cert` hint.
+pub fn key_error(keyref: &KeyRef, e: signer::Error) -> Box<dyn std::error::Error> {
+    match (&e, keyref) {
+        (signer::Error::Format { .. }, KeyRef::File { path, .. })
+            if Certificate::load_chain(path).is_ok() =>
+        {
+            Box::new(Hinted {
+                message: format!("{e}; pass the key with --key and the certificate with --cert"),
+                error: e,
+            })
+        }
+        _ => Box::new(e),
+    }
+}
+
 pub fn parse_alg(s: &str) -> std::result::Result<Algorithm, String> {
     s.parse()
 }
@@ -108,7 +164,7 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
 fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
     let keyref = common.key.keyref()?;
-    let signer = certassert::signer::open(&keyref)?;
+    let signer = signer::open(&keyref).map_err(|e| key_error(&keyref, e))?;
     if args.store && !matches!(keyref, KeyRef::Pkcs11(_) | KeyRef::Piv(_)) {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }
@@ -118,7 +174,8 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
         &common.subject,
         args.days,
         unix_now(),
-    )?;
+    )
+    .map_err(cert_error)?;
     if args.store {
         signer.store_certificate(cert.der())?;
         eprintln!("stored the certificate on the token beside its key (same CKA_ID); later commands find it without --cert");
@@ -139,10 +196,11 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
 
 fn csr(args: &CsrArgs) -> Result<ExitCode> {
     let signer = args.common.key.open()?;
-    let der = cert::create_csr(signer.as_ref(), args.common.alg, &args.common.subject)?;
+    let der = cert::create_csr(signer.as_ref(), args.common.alg, &args.common.subject)
+        .map_err(cert_error)?;
     emit(
         args.common.out.as_ref(),
-        certassert::pem::encode("CERTIFICATE REQUEST", &der).as_bytes(),
+        pem::encode("CERTIFICATE REQUEST", &der).as_bytes(),
         args.common.force,
     )?;
     Ok(ExitCode::SUCCESS)
@@ -158,7 +216,7 @@ fn emit(out: Option<&PathBuf>, pem: &[u8], force: bool) -> Result<()> {
 fn load_cert(path: Option<&PathBuf>) -> Result<Vec<Certificate>> {
     let from_env = super::env("CERTASSERT_CERT").map(PathBuf::from);
     match path.or(from_env.as_ref()) {
-        Some(p) => Ok(Certificate::load_chain(p)?),
+        Some(p) => Ok(Certificate::load_chain(p).map_err(cert_error)?),
         None => Err("no certificate: pass --cert PATH (or set CERTASSERT_CERT)".into()),
     }
 }
@@ -177,7 +235,7 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
             }
             _ => load_cert(args.cert.as_ref())?,
         };
-        chain[0].check_key(signer.as_ref())?;
+        chain[0].check_key(signer.as_ref()).map_err(cert_error)?;
         (chain, true)
     } else {
         (load_cert(args.cert.as_ref())?, false)

@@ -29,7 +29,7 @@ fn demo_key(dir: &Path) -> Result<(KeyRef, String)> {
     }
     let der = signer::generate_software_key(2048)?;
     let path = dir.join("demo.key.pem");
-    let pem = zeroize::Zeroizing::new(certassert::pem::encode("PRIVATE KEY", &der));
+    let pem = zeroize::Zeroizing::new(certassert::public_key::pem::encode("PRIVATE KEY", &der));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -123,7 +123,8 @@ impl KeyArg {
 
     /// Open the key's signer.
     pub fn open(&self) -> Result<Box<dyn Signer>> {
-        Ok(signer::open(&self.keyref()?)?)
+        let keyref = self.keyref()?;
+        signer::open(&keyref).map_err(|e| cert::key_error(&keyref, e))
     }
 }
 
@@ -205,7 +206,7 @@ pub fn resolve_chain(
 ) -> Result<Vec<Certificate>> {
     let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
     let chain = match cert.or(from_env.as_ref()) {
-        Some(path) => Certificate::load_chain(path)?,
+        Some(path) => Certificate::load_chain(path).map_err(cert::cert_error)?,
         None => match stored_chain(signer)? {
             Some(chain) => chain,
             None => {
@@ -215,7 +216,10 @@ pub fn resolve_chain(
             }
         },
     };
-    for w in chain[0].check_usable(signer, now)? {
+    for w in chain[0]
+        .check_usable(signer, now)
+        .map_err(cert::cert_error)?
+    {
         warn(&w);
     }
     Ok(chain)

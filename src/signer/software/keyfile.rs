@@ -1,113 +1,102 @@
-//! The software fallback: an RSA key in a file, signed with aws-lc-rs. Reads PEM or DER
-//! PKCS#8, PKCS#1, encrypted PKCS#8 and PKCS#12 (.pfx/.p12, whose certificate and chain
-//! are kept as the key's stored certificate). The key is parsed once; every buffer that
-//! held private material is zeroized, and aws-lc clears its own copy when freed.
+//! Reading key files into key material: PEM or DER PKCS#8, PKCS#1, encrypted PKCS#8 and
+//! PKCS#12 (.pfx/.p12, whose certificates come along). The file's shape is read with
+//! RustCrypto's typed DER (`der`, `pkcs8`, `pkcs1`) and its PEM blocks with
+//! [`crate::public_key::pem`]; decryption is picky's PKCS#12 code. Each message names the
+//! file and what to do; an EC, Ed25519 or undersized key is refused here, before any
+//! crypto library sees it. Every buffer that held private material is zeroized.
 
-use super::{Algorithm, Error, Signer};
-use crate::der;
+use crate::public_key::{self, pem, KeyAlgorithm};
 use crate::secret::{Secret, SecretSource};
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
+use crate::signer::Error;
+use der::{Decode as _, Reader as _, SliceReader, Tag};
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// An RSA key held in this process.
-pub struct SoftwareSigner {
-    key: KeyPair,
-    spki: Vec<u8>,
-    certificate: Option<Vec<u8>>,
-    chain: Vec<Vec<u8>>,
-}
-
-impl std::fmt::Debug for SoftwareSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftwareSigner")
-            .field("bits", &(self.key.public_modulus_len() * 8))
-            .field("certificate", &self.certificate.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-const ALGORITHMS: &[Algorithm] = &[Algorithm::Rs256, Algorithm::Ps256];
-
-impl Signer for SoftwareSigner {
-    fn algorithms(&self) -> &[Algorithm] {
-        ALGORITHMS
-    }
-
-    fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, Error> {
-        let encoding: &'static dyn aws_lc_rs::signature::RsaEncoding = match alg {
-            Algorithm::Rs256 => &RSA_PKCS1_SHA256,
-            Algorithm::Ps256 => &RSA_PSS_SHA256,
-        };
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                encoding,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                message,
-                &mut signature,
-            )
-            .map_err(|_| Error::Sign {
-                backend: "software",
-                detail: "aws-lc-rs RSA signing failed".into(),
-            })?;
-        Ok(signature)
-    }
-
-    fn public_key_der(&self) -> &[u8] {
-        &self.spki
-    }
-
-    fn certificate_der(&self) -> Option<&[u8]> {
-        self.certificate.as_deref()
-    }
-
-    fn chain_der(&self) -> &[Vec<u8>] {
-        &self.chain
-    }
-}
-
-/// What a key file turned out to hold, before the RSA key is handed to aws-lc-rs.
-enum Plain {
+/// An unencrypted private key as the file held it, before it is handed to aws-lc-rs.
+pub(super) enum Plain {
+    /// PrivateKeyInfo (PKCS#8) DER.
     Pkcs8(Zeroizing<Vec<u8>>),
+    /// RSAPrivateKey (PKCS#1) DER.
     Pkcs1(Zeroizing<Vec<u8>>),
 }
 
-impl SoftwareSigner {
-    /// Load a key file. `password` unlocks encrypted PKCS#8 and PKCS#12; when it is absent
-    /// an empty password is tried (as `openssl pkcs12 -passout pass:` writes) and then,
-    /// only on a terminal, the user is asked.
-    ///
-    /// # Errors
-    /// Unreadable file, unknown format, wrong password, a non-RSA key, or an RSA key
-    /// outside 2048–8192 bits. Each message names the file and what to do.
-    pub fn from_file(path: &Path, password: Option<&SecretSource>) -> Result<Self, Error> {
-        let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?);
-        Loader {
-            path,
-            password,
-            asked: None,
-        }
-        .load(&data)
-    }
+/// What a key file holds: one private key and the certificates stored beside it (a
+/// PKCS#12 bag, CERTIFICATE blocks in the same PEM), in file order.
+pub(super) struct KeyMaterial {
+    pub(super) key: Plain,
+    pub(super) certificates: Vec<Vec<u8>>,
+}
 
-    /// Build a signer from unencrypted PKCS#8 DER (used by key generation and tests).
-    ///
-    /// # Errors
-    /// As [`SoftwareSigner::from_file`], for the in-memory key.
-    pub fn from_pkcs8_der(pkcs8: &[u8]) -> Result<Self, Error> {
-        let path = Path::new("<memory>");
-        finish(
-            path,
-            Plain::Pkcs8(Zeroizing::new(pkcs8.to_vec())),
-            Vec::new(),
-        )
+impl KeyMaterial {
+    fn key_only(key: Plain) -> Self {
+        Self {
+            key,
+            certificates: Vec::new(),
+        }
     }
+}
+
+/// Read a key file. `password` unlocks encrypted PKCS#8 and PKCS#12; when it is absent an
+/// empty password is tried and then, only on a terminal, the user is asked.
+pub(super) fn read(path: &Path, password: Option<&SecretSource>) -> Result<KeyMaterial, Error> {
+    let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?);
+    Loader {
+        path,
+        password,
+        asked: None,
+    }
+    .load(&data)
+}
+
+/// des-ede3-cbc (RFC 8018 B.2.2): the cipher of PBES2 with 3DES, which picky does not decrypt.
+const OID_DES_EDE3_CBC: &str = "1.2.840.113549.3.7";
+
+/// The outer shape of a DER key file, from its first fields.
+enum Shape {
+    /// PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, ... }
+    Pkcs12,
+    /// PrivateKeyInfo ::= SEQUENCE { version INTEGER (0|1), AlgorithmIdentifier, OCTET STRING }
+    Pkcs8,
+    /// ECPrivateKey (SEC1) ::= SEQUENCE { version INTEGER (1), privateKey OCTET STRING, ... }
+    Sec1,
+    /// RSAPrivateKey ::= SEQUENCE { version INTEGER (0), modulus INTEGER, ... }
+    Pkcs1,
+    /// EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING }
+    EncryptedPkcs8,
+    /// A SEQUENCE that is none of these.
+    Other,
+}
+
+/// The shape of `data`, or `None` when it does not even start with a complete SEQUENCE.
+fn shape(data: &[u8]) -> Option<Shape> {
+    let mut reader = SliceReader::new(data).ok()?;
+    reader
+        .sequence(|body| {
+            let shape = match Tag::peek(body)? {
+                Tag::Integer => {
+                    let version = der::asn1::IntRef::decode(body)?;
+                    let next = if body.is_finished() {
+                        None
+                    } else {
+                        Some(Tag::peek(body)?)
+                    };
+                    match (version.as_bytes(), next) {
+                        ([3], _) => Shape::Pkcs12,
+                        (_, Some(Tag::Sequence)) => Shape::Pkcs8,
+                        ([1], Some(Tag::OctetString)) => Shape::Sec1,
+                        _ => Shape::Pkcs1,
+                    }
+                }
+                Tag::Sequence => Shape::EncryptedPkcs8,
+                _ => Shape::Other,
+            };
+            body.drain(body.remaining_len())?;
+            Ok::<_, der::Error>(shape)
+        })
+        .ok()
 }
 
 struct Loader<'a> {
@@ -125,50 +114,36 @@ impl Loader<'_> {
         }
     }
 
-    fn load(mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
-        if crate::pem::is_pem(data) {
+    fn load(mut self, data: &[u8]) -> Result<KeyMaterial, Error> {
+        if pem::is_pem(data) {
             return self.load_pem(data);
         }
-        let Some((outer, _)) = der::expect(data, der::SEQUENCE) else {
+        let Some(shape) = shape(data) else {
             return Err(self.format(
                 "not a key file certassert can read: expected PEM (PRIVATE KEY, RSA PRIVATE KEY, ENCRYPTED PRIVATE KEY) \
                  or DER (PKCS#8, PKCS#1, PKCS#12 .pfx/.p12)",
             ));
         };
-        let first = der::read(outer.value).map(|(t, _)| t);
-        match first {
-            // PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, ... }
-            Some(t) if t.tag == der::INTEGER && t.value == [3] => self.load_pkcs12(data),
-            // PrivateKeyInfo ::= SEQUENCE { version INTEGER (0|1), AlgorithmIdentifier, OCTET STRING }
-            Some(t) if t.tag == der::INTEGER && is_pkcs8(outer.value) => finish(
-                self.path,
-                Plain::Pkcs8(Zeroizing::new(data.to_vec())),
-                Vec::new(),
-            ),
-            // ECPrivateKey (SEC1) ::= SEQUENCE { version INTEGER (1), privateKey OCTET STRING, ... }
-            Some(t) if t.tag == der::INTEGER && t.value == [1] && is_sec1(outer.value) => {
-                Err(Error::NotRsa {
-                    path: self.path.into(),
-                    kind: "EC".into(),
-                })
+        let copy = || Zeroizing::new(data.to_vec());
+        match shape {
+            Shape::Pkcs12 => self.load_pkcs12(data),
+            Shape::Pkcs8 => Ok(KeyMaterial::key_only(Plain::Pkcs8(copy()))),
+            Shape::Sec1 => Err(Error::NotRsa {
+                path: self.path.into(),
+                kind: KeyAlgorithm::Ec.to_string(),
+            }),
+            Shape::Pkcs1 => Ok(KeyMaterial::key_only(Plain::Pkcs1(copy()))),
+            Shape::EncryptedPkcs8 => Ok(KeyMaterial::key_only(Plain::Pkcs8(
+                self.decrypt_pkcs8(data)?,
+            ))),
+            Shape::Other => {
+                Err(self.format("DER data is not a private key, PKCS#8 or PKCS#12 structure"))
             }
-            // RSAPrivateKey ::= SEQUENCE { version INTEGER (0), modulus INTEGER, ... }
-            Some(t) if t.tag == der::INTEGER => finish(
-                self.path,
-                Plain::Pkcs1(Zeroizing::new(data.to_vec())),
-                Vec::new(),
-            ),
-            // EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING }
-            Some(t) if t.tag == der::SEQUENCE => {
-                let pkcs8 = self.decrypt_pkcs8(data)?;
-                finish(self.path, Plain::Pkcs8(pkcs8), Vec::new())
-            }
-            _ => Err(self.format("DER data is not a private key, PKCS#8 or PKCS#12 structure")),
         }
     }
 
-    fn load_pem(&mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
-        let blocks = crate::pem::parse(data).map_err(|e| self.format(e))?;
+    fn load_pem(&mut self, data: &[u8]) -> Result<KeyMaterial, Error> {
+        let blocks = pem::parse(data).map_err(|e| self.format(e.to_string()))?;
         let mut key = None;
         let mut certs = Vec::new();
         let mut labels = Vec::new();
@@ -176,7 +151,7 @@ impl Loader<'_> {
             labels.push(block.label.clone());
             let found = match block.label.as_str() {
                 "PRIVATE KEY" => Plain::Pkcs8(block.der),
-                "RSA PRIVATE KEY" if block.headers.iter().any(|h| h.contains("ENCRYPTED")) => {
+                "RSA PRIVATE KEY" if block.is_legacy_encrypted() => {
                     return Err(self.format(
                         "legacy OpenSSL-encrypted PEM (Proc-Type: 4,ENCRYPTED) is not supported; convert it to encrypted PKCS#8: \
                          openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.pem -out key.pem",
@@ -187,7 +162,7 @@ impl Loader<'_> {
                 "EC PRIVATE KEY" => {
                     return Err(Error::NotRsa {
                         path: self.path.into(),
-                        kind: "EC".into(),
+                        kind: KeyAlgorithm::Ec.to_string(),
                     })
                 }
                 "OPENSSH PRIVATE KEY" => {
@@ -208,9 +183,12 @@ impl Loader<'_> {
             }
         }
         match key {
-            Some(key) => finish(self.path, key, certs),
+            Some(key) => Ok(KeyMaterial {
+                key,
+                certificates: certs,
+            }),
             None if !certs.is_empty() => Err(self.format(
-                "the file holds a certificate but no private key: pass the key with --key and the certificate with --cert",
+                "the file holds a certificate but no private key: it is a certificate file, not a key file",
             )),
             None => Err(self.format(format!(
                 "no private key in this PEM file (blocks found: {})",
@@ -234,6 +212,8 @@ impl Loader<'_> {
         }
     }
 
+    /// Ask for the password (once per file: a second encrypted object reuses the answer).
+    /// The one place a key file's password is asked for.
     fn prompt(&mut self) -> Result<Secret, Error> {
         if let Some(s) = &self.asked {
             return Ok(s.clone());
@@ -266,11 +246,12 @@ impl Loader<'_> {
                 Ok(v) => return Ok(v),
                 Err(e) if is_password_error(&e) => last = Some(e),
                 Err(picky::pkcs12::Pkcs12Error::NotSupportedAlgorithm { algorithm, context }) => {
-                    let name = algorithm.to_string();
-                    let name = if name.contains("1.2.840.113549.3.7") {
-                        "PBES2 with 3DES-CBC".to_string()
-                    } else {
-                        name
+                    use picky::pkcs12::UnsupportedPkcs12Algorithm as Unsupported;
+                    let name = match &algorithm {
+                        Unsupported::Oid(oid) if Into::<String>::into(oid) == OID_DES_EDE3_CBC => {
+                            "PBES2 with 3DES-CBC".to_string()
+                        }
+                        _ => algorithm.to_string(),
                     };
                     return Err(self.format(format!(
                         "the key is encrypted with {name} ({context}), which certassert does not decrypt; re-encrypt it: \
@@ -290,7 +271,7 @@ impl Loader<'_> {
         })
     }
 
-    fn load_pkcs12(&mut self, data: &[u8]) -> Result<SoftwareSigner, Error> {
+    fn load_pkcs12(&mut self, data: &[u8]) -> Result<KeyMaterial, Error> {
         use picky::pkcs12::{Pfx, Pkcs12CryptoContext, Pkcs12ParsingParams};
         // A structure that does not even parse is corrupt, not locked: say so before any
         // password is tried (a wrong password also surfaces as a DER error, after decryption).
@@ -312,7 +293,10 @@ impl Loader<'_> {
         .map_err(|e| self.format(e))?;
         match keys.len() {
             0 => Err(self.format("the PKCS#12 file holds no private key (export it with its key: openssl pkcs12 -export -inkey …)")),
-            1 => finish(self.path, Plain::Pkcs8(keys.remove(0)), certs),
+            1 => Ok(KeyMaterial {
+                key: Plain::Pkcs8(keys.remove(0)),
+                certificates: certs,
+            }),
             n => Err(self.format(format!("the PKCS#12 file holds {n} private keys; keep one key per file"))),
         }
     }
@@ -391,58 +375,30 @@ fn is_password_error(e: &picky::pkcs12::Pkcs12Error) -> bool {
     )
 }
 
-fn is_sec1(seq_body: &[u8]) -> bool {
-    der::expect(seq_body, der::INTEGER)
-        .and_then(|(_, rest)| der::expect(rest, der::OCTET_STRING))
-        .is_some()
-}
-
-fn is_pkcs8(seq_body: &[u8]) -> bool {
-    der::expect(seq_body, der::INTEGER)
-        .and_then(|(_, rest)| der::expect(rest, der::SEQUENCE))
-        .is_some()
-}
-
 /// Classify the key algorithm and size from the DER alone, so an EC or 1024-bit key gets
 /// an error that says so instead of aws-lc-rs's "WrongAlgorithm"/"TooSmall".
-fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
-    let pkcs1 = match key {
-        Plain::Pkcs1(der) => der.as_slice(),
+pub(super) fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
+    let format = |detail: &str| Error::Format {
+        path: path.into(),
+        detail: detail.into(),
+    };
+    let pkcs1_der: &[u8] = match key {
+        Plain::Pkcs1(der) => der,
         Plain::Pkcs8(der) => {
-            let parsed = der::expect(der, der::SEQUENCE)
-                .and_then(|(seq, _)| der::expect(seq.value, der::INTEGER))
-                .and_then(|(_, rest)| der::expect(rest, der::SEQUENCE))
-                .and_then(|(alg, rest)| {
-                    Some((
-                        der::expect(alg.value, der::OID)?.0,
-                        der::expect(rest, der::OCTET_STRING)?.0,
-                    ))
-                });
-            let Some((oid, octets)) = parsed else {
-                return Err(Error::Format {
-                    path: path.into(),
-                    detail: "malformed PKCS#8 private key".into(),
-                });
-            };
-            if oid.value != der::OID_RSA_ENCRYPTION {
+            let info = pkcs8::PrivateKeyInfoRef::from_der(der)
+                .map_err(|_| format("malformed PKCS#8 private key"))?;
+            if info.algorithm.oid != pkcs1::ALGORITHM_OID {
                 return Err(Error::NotRsa {
                     path: path.into(),
-                    kind: der::key_algorithm_name(oid.value),
+                    kind: KeyAlgorithm::from_oid(&info.algorithm.oid).to_string(),
                 });
             }
-            octets.value
+            info.private_key.as_bytes()
         }
     };
-    let modulus = der::expect(pkcs1, der::SEQUENCE)
-        .and_then(|(seq, _)| der::expect(seq.value, der::INTEGER))
-        .and_then(|(_, rest)| der::expect(rest, der::INTEGER));
-    let Some((n, _)) = modulus else {
-        return Err(Error::Format {
-            path: path.into(),
-            detail: "malformed RSA private key".into(),
-        });
-    };
-    let bits = der::integer_bits(n.value);
+    let rsa = pkcs1::RsaPrivateKey::from_der(pkcs1_der)
+        .map_err(|_| format("malformed RSA private key"))?;
+    let bits = public_key::unsigned_bits(rsa.modulus.as_bytes());
     if bits < 2048 {
         return Err(Error::KeyTooSmall {
             path: path.into(),
@@ -458,62 +414,52 @@ fn check_key(path: &Path, key: &Plain) -> Result<(), Error> {
     Ok(())
 }
 
-fn finish(path: &Path, key: Plain, certs: Vec<Vec<u8>>) -> Result<SoftwareSigner, Error> {
-    check_key(path, &key)?;
-    let parsed = match &key {
-        Plain::Pkcs8(der) => KeyPair::from_pkcs8(der),
-        Plain::Pkcs1(der) => KeyPair::from_der(der),
-    }
-    .map_err(|e| Error::Format {
-        path: path.into(),
-        detail: format!("the RSA key is not valid ({})", e.description_()),
-    })?;
-    let spki = parsed
-        .public_key()
-        .as_der()
-        .map_err(|_| Error::Format {
-            path: path.into(),
-            detail: "cannot encode the public key".into(),
-        })?
-        .as_ref()
-        .to_vec();
-    // The key's own certificate is the one with its public key; the rest are its chain.
-    // When none matches, the first is kept anyway so that the pairing check reports the
-    // mismatch instead of "no certificate".
-    let ours = |c: &Vec<u8>| {
-        der::certificate_spki(c).and_then(der::rsa_public_numbers) == der::rsa_public_numbers(&spki)
-    };
-    let mut certs = certs;
-    let leaf = certs.iter().position(ours).unwrap_or(0);
-    let certificate = (!certs.is_empty()).then(|| certs.remove(leaf));
-    let chain = certs;
-    Ok(SoftwareSigner {
-        key: parsed,
-        spki,
-        certificate,
-        chain,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Generate an RSA key and return it as unencrypted PKCS#8 DER.
-///
-/// # Errors
-/// `bits` is not 2048, 3072 or 4096, or the generator failed.
-pub fn generate_software_key(bits: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let size = match bits {
-        2048 => KeySize::Rsa2048,
-        3072 => KeySize::Rsa3072,
-        4096 => KeySize::Rsa4096,
-        other => {
-            return Err(Error::Generate(format!(
-                "--bits {other}: choose 2048, 3072 or 4096"
-            )))
+    #[test]
+    fn shapes_of_der_key_files() {
+        let shape_name = |data: &[u8]| match shape(data) {
+            None => "none",
+            Some(Shape::Pkcs12) => "pkcs12",
+            Some(Shape::Pkcs8) => "pkcs8",
+            Some(Shape::Sec1) => "sec1",
+            Some(Shape::Pkcs1) => "pkcs1",
+            Some(Shape::EncryptedPkcs8) => "encrypted",
+            Some(Shape::Other) => "other",
+        };
+        for (data, expected) in [
+            (&b""[..], "none"),
+            (b"\x04\x02\xaa\xbb", "none"),
+            (b"\x30\x05\x02\x01", "none"),
+            (b"\x30\x03\x02\x01\x03", "pkcs12"),
+            (b"\x30\x05\x02\x01\x00\x30\x00", "pkcs8"),
+            (b"\x30\x05\x02\x01\x01\x04\x00", "sec1"),
+            (b"\x30\x03\x02\x01\x05", "pkcs1"),
+            (b"\x30\x04\x30\x00\x04\x00", "encrypted"),
+            (b"\x30\x02\x04\x00", "other"),
+        ] {
+            assert_eq!(shape_name(data), expected, "{data:02x?}");
         }
-    };
-    let key =
-        KeyPair::generate(size).map_err(|_| Error::Generate("RSA key generation failed".into()))?;
-    let der = key
-        .as_der()
-        .map_err(|_| Error::Generate("cannot encode the generated key".into()))?;
-    Ok(Zeroizing::new(der.as_ref().to_vec()))
+    }
+
+    #[test]
+    fn malformed_keys_are_format_errors_never_panics() {
+        let path = Path::new("k.der");
+        for junk in [
+            &b""[..],
+            b"\x30\x03\x02\x01\x00",
+            b"\x30\x05\x02\x01\x00\x30\x00",
+            b"\x30\x80\x02\x01\x00",
+        ] {
+            for key in [
+                Plain::Pkcs8(Zeroizing::new(junk.to_vec())),
+                Plain::Pkcs1(Zeroizing::new(junk.to_vec())),
+            ] {
+                let e = check_key(path, &key).unwrap_err();
+                assert!(matches!(e, Error::Format { .. }), "{e:?}");
+            }
+        }
+    }
 }
