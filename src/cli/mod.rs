@@ -7,6 +7,7 @@ mod cert;
 mod demo;
 mod doctor;
 mod emulator;
+mod flags;
 mod inspect;
 mod key;
 mod token;
@@ -146,6 +147,24 @@ impl AppArgs {
     pub fn tenant(&self) -> Option<String> {
         self.tenant.clone().or_else(|| env("AZURE_TENANT_ID"))
     }
+
+    /// Where the client id came from, to name in a message about it.
+    pub fn client_id_source(&self) -> &'static str {
+        if self.client_id.is_none() && env("AZURE_CLIENT_ID").is_some() {
+            "AZURE_CLIENT_ID"
+        } else {
+            "--client-id"
+        }
+    }
+
+    /// Where the tenant came from, to name in a message about it.
+    pub fn tenant_source(&self) -> &'static str {
+        if self.tenant.is_none() && env("AZURE_TENANT_ID").is_some() {
+            "AZURE_TENANT_ID"
+        } else {
+            "--tenant"
+        }
+    }
 }
 
 /// `--authority-host` / `--token-url`, shared by `assertion`, `token` and `doctor`.
@@ -165,25 +184,36 @@ impl EndpointArgs {
         self.authority_host
             .clone()
             .or_else(|| env("AZURE_AUTHORITY_HOST"))
-            .unwrap_or_else(|| certassert::assertion::DEFAULT_AUTHORITY_HOST.to_string())
+            .unwrap_or_else(|| certassert::entra::AUTHORITY_PUBLIC.to_string())
+    }
+
+    /// Where the authority host came from, to name in a message about it.
+    pub fn authority_host_source(&self) -> &'static str {
+        if self.authority_host.is_none() && env("AZURE_AUTHORITY_HOST").is_some() {
+            "AZURE_AUTHORITY_HOST"
+        } else {
+            "--authority-host"
+        }
     }
 
     /// The token endpoint: `--token-url`, else `{authority-host}/{tenant}/oauth2/…`.
+    /// An error names the flag (or variable) that set the value at fault.
     pub fn token_endpoint(
         &self,
         app: &AppArgs,
-        version: certassert::assertion::EndpointVersion,
+        version: certassert::entra::EndpointVersion,
     ) -> Result<String> {
         let tenant = app.tenant();
         if tenant.is_none() && self.token_url.is_none() {
             return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
         }
-        Ok(certassert::entra::endpoint(
+        certassert::entra::endpoint(
             &self.authority_host(),
             tenant.as_deref(),
             self.token_url.as_deref(),
             version,
-        )?)
+        )
+        .map_err(|e| flags::endpoint(e, app, self))
     }
 }
 

@@ -212,6 +212,7 @@ pub struct Running {
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -319,13 +320,22 @@ impl Running {
         &self.url
     }
 
-    /// The v2 (`v1 == false`) or v1 token endpoint for `tenant`.
-    pub fn token_endpoint(&self, tenant: &str, v1: bool) -> String {
-        if v1 {
-            format!("{}/{tenant}/oauth2/token", self.url)
+    /// The v2 (`v1 == false`) or v1 token endpoint for `tenant`, built the one way
+    /// every token endpoint is ([`entra::endpoint`](crate::entra::endpoint)).
+    ///
+    /// # Errors
+    /// `tenant` is empty, a multi-tenant alias, or not an ID or domain.
+    pub fn token_endpoint(
+        &self,
+        tenant: &str,
+        v1: bool,
+    ) -> Result<String, crate::entra::authority::Error> {
+        let version = if v1 {
+            crate::entra::EndpointVersion::V1
         } else {
-            format!("{}/{tenant}/oauth2/v2.0/token", self.url)
-        }
+            crate::entra::EndpointVersion::V2
+        };
+        crate::entra::endpoint(&self.url, Some(tenant), None, version)
     }
 
     /// The CA certificate (PEM) that issued the HTTPS server certificate, with `tls`.
