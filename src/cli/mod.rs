@@ -12,6 +12,8 @@ mod inspect;
 mod key;
 mod token;
 
+pub use flags::{env, AppArgs, EndpointArgs};
+
 use certassert::cert::Certificate;
 use certassert::keyref::KeyRef;
 use certassert::signer::{self, Signer};
@@ -122,104 +124,6 @@ impl KeyArg {
     pub fn open(&self) -> Result<Box<dyn Signer>> {
         Ok(signer::open(&self.keyref()?)?)
     }
-}
-
-/// `--tenant` and `--client-id`, shared by `assertion`, `token` and `doctor`.
-#[derive(Args, Debug, Clone)]
-pub struct AppArgs {
-    /// Directory (tenant) ID or verified domain [env: AZURE_TENANT_ID]
-    #[arg(long, value_name = "T")]
-    pub tenant: Option<String>,
-    /// Application (client) ID [env: AZURE_CLIENT_ID]
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-}
-
-impl AppArgs {
-    /// `--client-id`, else AZURE_CLIENT_ID.
-    pub fn client_id(&self) -> Result<String> {
-        Ok(self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")).ok_or(
-            "no client id: pass --client-id (the app registration's Application (client) ID) or set AZURE_CLIENT_ID",
-        )?)
-    }
-
-    /// `--tenant`, else AZURE_TENANT_ID.
-    pub fn tenant(&self) -> Option<String> {
-        self.tenant.clone().or_else(|| env("AZURE_TENANT_ID"))
-    }
-
-    /// Where the client id came from, to name in a message about it.
-    pub fn client_id_source(&self) -> &'static str {
-        if self.client_id.is_none() && env("AZURE_CLIENT_ID").is_some() {
-            "AZURE_CLIENT_ID"
-        } else {
-            "--client-id"
-        }
-    }
-
-    /// Where the tenant came from, to name in a message about it.
-    pub fn tenant_source(&self) -> &'static str {
-        if self.tenant.is_none() && env("AZURE_TENANT_ID").is_some() {
-            "AZURE_TENANT_ID"
-        } else {
-            "--tenant"
-        }
-    }
-}
-
-/// `--authority-host` / `--token-url`, shared by `assertion`, `token` and `doctor`.
-#[derive(Args, Debug, Clone)]
-pub struct EndpointArgs {
-    /// Authority host [env: AZURE_AUTHORITY_HOST] [default: https://login.microsoftonline.com]
-    #[arg(long, value_name = "URL", conflicts_with = "token_url")]
-    pub authority_host: Option<String>,
-    /// Token endpoint of any RFC 7523 server; also the assertion's aud
-    #[arg(long, value_name = "URL")]
-    pub token_url: Option<String>,
-}
-
-impl EndpointArgs {
-    /// `--authority-host`, else AZURE_AUTHORITY_HOST, else the public cloud.
-    pub fn authority_host(&self) -> String {
-        self.authority_host
-            .clone()
-            .or_else(|| env("AZURE_AUTHORITY_HOST"))
-            .unwrap_or_else(|| certassert::entra::AUTHORITY_PUBLIC.to_string())
-    }
-
-    /// Where the authority host came from, to name in a message about it.
-    pub fn authority_host_source(&self) -> &'static str {
-        if self.authority_host.is_none() && env("AZURE_AUTHORITY_HOST").is_some() {
-            "AZURE_AUTHORITY_HOST"
-        } else {
-            "--authority-host"
-        }
-    }
-
-    /// The token endpoint: `--token-url`, else `{authority-host}/{tenant}/oauth2/…`.
-    /// An error names the flag (or variable) that set the value at fault.
-    pub fn token_endpoint(
-        &self,
-        app: &AppArgs,
-        version: certassert::entra::EndpointVersion,
-    ) -> Result<String> {
-        let tenant = app.tenant();
-        if tenant.is_none() && self.token_url.is_none() {
-            return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
-        }
-        certassert::entra::endpoint(
-            &self.authority_host(),
-            tenant.as_deref(),
-            self.token_url.as_deref(),
-            version,
-        )
-        .map_err(|e| flags::endpoint(e, app, self))
-    }
-}
-
-/// Read a non-empty environment variable.
-pub fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
