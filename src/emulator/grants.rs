@@ -1,7 +1,8 @@
 //! The token endpoint's logic: tenant, parameters, client authentication (through
 //! [`verify`](super::verify)), then the grant, and the access token it signs.
 
-use super::{verify, Refusal, State};
+use super::state::{self, Refusal, State};
+use super::verify;
 use crate::encoding::{b64url, random, rfc3339, unix_now};
 use crate::entra::request::{CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT};
 use serde_json::{json, Value};
@@ -29,7 +30,7 @@ pub(super) fn sign_token(state: &State, claims: Value) -> String {
         b64url(header.to_string().as_bytes()),
         b64url(claims.to_string().as_bytes())
     );
-    let sig = super::sign(state, input.as_bytes());
+    let sig = state::sign(state, input.as_bytes());
     format!("{input}.{}", b64url(&sig))
 }
 

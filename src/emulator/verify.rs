@@ -5,7 +5,8 @@
 //! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` within
 //! five minutes of skew, and a `jti` is accepted once.
 
-use super::{App, Refusal};
+use super::config::App;
+use super::state::Refusal;
 use crate::cert::Certificate;
 use crate::encoding::{b64url_decode, hex, rfc3339};
 use crate::jws;
