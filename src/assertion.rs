@@ -130,7 +130,7 @@ pub fn build(
     let thumbprint = Thumbprint::for_alg(params.alg);
     let header = Header {
         alg: params.alg.as_str(),
-        typ: "JWT",
+        typ: rules::TYP,
         x5t: (thumbprint == X5T).then(|| X5T.value(leaf)),
         x5t_s256: (thumbprint == X5T_S256).then(|| X5T_S256.value(leaf)),
         x5c: if params.x5c {

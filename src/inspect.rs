@@ -264,7 +264,7 @@ impl Lint {
 
     fn header_extras(&mut self, header: &Map<String, Value>) {
         match header.get("typ").and_then(Value::as_str) {
-            Some(t) if t.eq_ignore_ascii_case("JWT") => {}
+            Some(t) if t.eq_ignore_ascii_case(rules::TYP) => {}
             Some(t) => self.warn(format!("typ \"{t}\": client assertions use \"JWT\"")),
             None => {
                 self.warn("the header has no typ; client assertions carry \"typ\": \"JWT\"".into())

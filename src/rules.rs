@@ -29,6 +29,9 @@ pub const MULTI_TENANT_ALIASES: [&str; 3] = ["common", "organizations", "consume
 /// A NumericDate above this (the year 5138) is milliseconds, not seconds.
 pub const MILLISECONDS_ABOVE: i64 = 100_000_000_000;
 
+/// The JOSE `typ` of a client assertion.
+pub const TYP: &str = "JWT";
+
 /// The header parameter a verifier refuses (RFC 7515 §4.1.11): the extensions it lists
 /// are not understood.
 pub const CRIT: &str = "crit";

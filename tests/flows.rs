@@ -1073,6 +1073,31 @@ fn cli_token_formats_and_the_cache() {
 }
 
 #[test]
+fn cli_adds_the_flags_an_aadsts_hint_is_about() {
+    // The library's hint says "check the tenant … and the authority host"; the CLI adds
+    // the flags that set them, matched on the AADSTS code.
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT);
+    let reg = format!("{CLIENT}={}", s(&app.cert));
+    let emu = ChildEmulator::start(&["--register", &reg, "--tenant", "fabrikam.example"]);
+    let mut args = token_args(&app, &emu.url);
+    args.extend(["--scope", GRAPH]);
+    let out = run(certassert(&dir.path().join("c")).args(&args));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: AADSTS90002: "), "{stderr}");
+    let hint = stderr
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("no hint line: {stderr}"));
+    assert!(hint.starts_with("hint: the tenant was not found"), "{hint}");
+    assert!(
+        hint.ends_with("; set with --tenant and --authority-host"),
+        "{hint}"
+    );
+}
+
+#[test]
 fn cli_unknown_certificate_exits_nonzero_with_aadsts700027() {
     let dir = tempdir();
     let app = AppFiles::new(dir.path(), "app", CLIENT);
