@@ -968,6 +968,40 @@ fn https_with_the_generated_ca() {
     assert!(e.to_string().contains("CA file"), "{e}");
 }
 
+#[test]
+fn the_library_refuses_plain_http_to_other_hosts_before_sending() {
+    use certassert::entra::authority::{Error as EndpointError, UrlProblem, UrlRole};
+    let f = Fixture::new();
+    let client = Client::new(quick(), None);
+    for endpoint in [
+        "http://10.1.2.3/t/oauth2/v2.0/token",
+        "http://127.0.0.1.evil.example/t/oauth2/v2.0/token",
+        "http://localhost@evil.example/t/oauth2/v2.0/token",
+    ] {
+        let req = TokenRequest {
+            endpoint: endpoint.into(),
+            client_id: CLIENT.into(),
+            target: graph(),
+            grant: Grant::ClientCredentials,
+            claims: None,
+        };
+        let e = client
+            .acquire(&f.credential(Algorithm::Rs256), &req)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Endpoint(EndpointError::Url {
+                    role: UrlRole::TokenUrl,
+                    problem: UrlProblem::PlainHttp,
+                    ..
+                })
+            ),
+            "{endpoint}: {e}"
+        );
+    }
+}
+
 // ---- the CLI against a `certassert emulator` child ----
 
 fn run(cmd: &mut std::process::Command) -> Output {

@@ -334,6 +334,7 @@ mod tests {
             "http://localhost/token",
             "http://LOCALHOST:8080/token",
             "http://LocalHost/token",
+            // The URL parser reads a trailing dot after an IPv4 address as that address.
             "http://127.0.0.1./token",
             // Userinfo does not change the host the request goes to.
             "http://evil.example@127.0.0.1/token",
@@ -352,6 +353,7 @@ mod tests {
             "http://evil.example/127.0.0.1",
             "http://evil.example/?localhost",
             "http://evil.example#@127.0.0.1",
+            // Only the name "localhost" itself is taken as loopback, not "localhost.".
             "http://localhost./",
             "http://[::ffff:127.0.0.1]/",
             "http://[::2]/",
