@@ -1,9 +1,10 @@
 //! Criterion benchmarks: one complete client assertion (header, claims, signature) with
 //! a 2048-bit software key, RS256 and PS256. Run with `cargo bench --bench assertion`.
 
-use certassert::assertion::{self, EndpointVersion, Params};
+use certassert::assertion::{self, Params};
 use certassert::cert::{self, Certificate};
 use certassert::encoding::unix_now;
+use certassert::entra::{self, EndpointVersion};
 use certassert::signer::{generate_software_key, SoftwareSigner};
 use certassert::Algorithm;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -18,9 +19,10 @@ fn bench_assertions(c: &mut Criterion) {
         cert::create_self_signed(&signer, Algorithm::Rs256, "CN=certassert-bench", 30, now)
             .expect("self-signed certificate");
     let chain = [certificate];
-    let audience = assertion::token_endpoint(
-        assertion::DEFAULT_AUTHORITY_HOST,
-        "contoso.onmicrosoft.com",
+    let audience = entra::endpoint(
+        entra::AUTHORITY_PUBLIC,
+        Some("contoso.onmicrosoft.com"),
+        None,
         EndpointVersion::V2,
     )
     .expect("token endpoint");

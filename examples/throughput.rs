@@ -11,9 +11,10 @@
 //! each. KEY_FILE is any key file certassert reads; without it a 2048-bit key is
 //! generated.
 
-use certassert::assertion::{self, EndpointVersion, Params};
+use certassert::assertion::{self, Params};
 use certassert::cert::{self, Certificate};
 use certassert::encoding::unix_now;
+use certassert::entra::{self, EndpointVersion};
 use certassert::signer::{self, generate_software_key, SoftwareSigner};
 use certassert::{Algorithm, Signer};
 use std::hint::black_box;
@@ -55,9 +56,10 @@ fn run() -> Result<()> {
     let certificate =
         cert::create_self_signed(&signer, Algorithm::Rs256, "CN=certassert-bench", 30, now)?;
     let chain = [certificate];
-    let audience = assertion::token_endpoint(
-        assertion::DEFAULT_AUTHORITY_HOST,
-        "contoso.onmicrosoft.com",
+    let audience = entra::endpoint(
+        entra::AUTHORITY_PUBLIC,
+        Some("contoso.onmicrosoft.com"),
+        None,
         EndpointVersion::V2,
     )?;
 

@@ -6,6 +6,8 @@
 
 use crate::cert::Certificate;
 use crate::encoding::{b64url, b64url_decode, hex, hex_decode, rfc3339};
+use crate::jws::{self, kind};
+use crate::rules::{self, Thumbprint, X5T, X5T_S256};
 use crate::signer::Algorithm;
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
@@ -65,22 +67,12 @@ pub struct Expect<'a> {
 
 /// Why a string could not even be decoded as a JWT.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// Not three dot-separated parts.
-    #[error(
-        "not a compact JWT: expected three base64url parts separated by dots, found {0} part(s)"
-    )]
-    Parts(usize),
-    #[error("the JWT {0} is not valid base64url (RFC 7515 requires the URL-safe alphabet without padding)")]
-    /// A part that is not strict base64url.
-    Base64(&'static str),
-    #[error("the JWT {part} is not a JSON object: {detail}")]
-    /// The header or payload is not a JSON object.
-    Json { part: &'static str, detail: String },
+    /// Not a compact JWS: the parts, their base64url or their JSON.
+    #[error(transparent)]
+    Decode(#[from] jws::Error),
 }
-
-/// Entra's allowed clock skew.
-pub const SKEW: i64 = 300;
 
 /// Decode `jwt` and lint it.
 ///
@@ -88,14 +80,12 @@ pub const SKEW: i64 = 300;
 /// Only when the text cannot be decoded as a JWT at all; every other problem is a
 /// [`Finding`] in the report.
 pub fn inspect(jwt: &str, expect: &Expect<'_>) -> Result<Report, Error> {
-    let jwt = jwt.trim();
-    let parts: Vec<&str> = jwt.split('.').collect();
-    if parts.len() != 3 {
-        return Err(Error::Parts(parts.len()));
-    }
-    let header = decode_json(parts[0], "header")?;
-    let claims = decode_json(parts[1], "payload")?;
-    let signature = b64url_decode(parts[2]).ok_or(Error::Base64("signature"))?;
+    let jws::Jws {
+        header,
+        claims,
+        signing_input,
+        signature,
+    } = jws::decode(jwt.trim())?;
     let mut lint = Lint::default();
     let alg = lint.algorithm(&header);
     lint.thumbprints(&header, expect.cert);
@@ -105,7 +95,6 @@ pub fn inspect(jwt: &str, expect: &Expect<'_>) -> Result<Report, Error> {
     lint.times(&claims, expect.now);
     lint.jti(&claims);
     if let (Some(cert), Some(alg)) = (expect.cert, alg) {
-        let signing_input = &jwt[..parts[0].len() + 1 + parts[1].len()];
         if let Err(e) =
             crate::signer::verify(cert.spki_der(), alg, signing_input.as_bytes(), &signature)
         {
@@ -118,32 +107,6 @@ pub fn inspect(jwt: &str, expect: &Expect<'_>) -> Result<Report, Error> {
         claims: Value::Object(claims),
         findings: lint.findings,
     })
-}
-
-fn decode_json(part: &str, name: &'static str) -> Result<Map<String, Value>, Error> {
-    let bytes = b64url_decode(part).ok_or(Error::Base64(name))?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Error::Json {
-            part: name,
-            detail: format!("found {}", kind(&other)),
-        }),
-        Err(e) => Err(Error::Json {
-            part: name,
-            detail: e.to_string(),
-        }),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[derive(Default)]
@@ -169,9 +132,11 @@ impl Lint {
     }
 
     fn algorithm(&mut self, header: &Map<String, Value>) -> Option<Algorithm> {
-        match header.get("alg").and_then(Value::as_str) {
-            Some("RS256") => Some(Algorithm::Rs256),
-            Some("PS256") => Some(Algorithm::Ps256),
+        let alg = header.get("alg").and_then(Value::as_str);
+        if let Some(known) = alg.and_then(rules::algorithm) {
+            return Some(known);
+        }
+        match alg {
             Some(other) => {
                 let why = match other {
                     "none" => "an unsigned token is never accepted",
@@ -195,8 +160,8 @@ impl Lint {
     }
 
     fn thumbprints(&mut self, header: &Map<String, Value>, cert: Option<&Certificate>) {
-        let x5t = header.get("x5t");
-        let s256 = header.get("x5t#S256");
+        let x5t = header.get(X5T.header);
+        let s256 = header.get(X5T_S256.header);
         if x5t.is_none() && s256.is_none() {
             if header.contains_key("kid") {
                 self.warn(
@@ -215,22 +180,22 @@ impl Lint {
                 );
             }
         }
-        if let Some(v) = x5t {
-            self.thumbprint("x5t", v, 20, cert.map(|c| (c.x5t(), c.sha1())));
-        }
-        if let Some(v) = s256 {
-            self.thumbprint("x5t#S256", v, 32, cert.map(|c| (c.x5t_s256(), c.sha256())));
+        // In the order people write them: x5t (RS256), then x5t#S256 (PS256).
+        for (shape, value) in [(X5T, x5t), (X5T_S256, s256)] {
+            if let Some(v) = value {
+                self.thumbprint(shape, v, cert.map(|c| (shape.value(c), shape.digest(c))));
+            }
         }
     }
 
-    /// Check one thumbprint header: base64url of exactly `len` raw digest bytes.
+    /// Check one thumbprint header: base64url of exactly `shape.len` raw digest bytes.
     fn thumbprint(
         &mut self,
-        name: &str,
+        shape: Thumbprint,
         value: &Value,
-        len: usize,
         expected: Option<(String, Vec<u8>)>,
     ) {
+        let (name, len) = (shape.header, shape.len);
         let Some(text) = value.as_str() else {
             self.error(
                 700027,
@@ -299,16 +264,16 @@ impl Lint {
 
     fn header_extras(&mut self, header: &Map<String, Value>) {
         match header.get("typ").and_then(Value::as_str) {
-            Some(t) if t.eq_ignore_ascii_case("JWT") => {}
+            Some(t) if t.eq_ignore_ascii_case(rules::TYP) => {}
             Some(t) => self.warn(format!("typ \"{t}\": client assertions use \"JWT\"")),
             None => {
                 self.warn("the header has no typ; client assertions carry \"typ\": \"JWT\"".into())
             }
         }
-        if header.contains_key("crit") {
+        if header.contains_key(rules::CRIT) {
             self.error(50027, "the header has crit: verifiers that do not know the listed extensions must refuse the token".into());
         }
-        for key in ["jku", "jwk", "x5u"] {
+        for key in rules::IGNORED_KEY_HEADERS {
             if header.contains_key(key) {
                 self.warn(format!("{key} in the header is ignored: Entra only uses the certificates registered with the app"));
             }
@@ -357,9 +322,9 @@ impl Lint {
                 700023,
                 format!("aud \"{aud}\" is not an https token endpoint URL"),
             );
-        } else if ["/common/", "/organizations/", "/consumers/"]
+        } else if rules::MULTI_TENANT_ALIASES
             .iter()
-            .any(|t| lower.contains(t))
+            .any(|t| lower.contains(&format!("/{t}/")))
         {
             self.error(700023, format!("aud \"{aud}\" names a multi-tenant alias; use the tenant ID in the token URL and in aud"));
         } else if lower.starts_with("https://sts.windows.net/") {
@@ -411,7 +376,7 @@ impl Lint {
                 }
                 None => None,
                 Some(v) => match v.as_i64() {
-                    Some(t) if t > 100_000_000_000 => {
+                    Some(t) if t > rules::MILLISECONDS_ABOVE => {
                         self.error(700024, format!("{name} {t} looks like milliseconds; JWT times are seconds since 1970"));
                         None
                     }
@@ -430,7 +395,7 @@ impl Lint {
         let nbf = time("nbf", false);
         let iat = time("iat", false);
         if let Some(exp) = exp {
-            if exp + SKEW < now {
+            if rules::expired(exp, now) {
                 self.error(
                     700024,
                     format!(
@@ -442,7 +407,7 @@ impl Lint {
             }
         }
         if let Some(nbf) = nbf {
-            if nbf - SKEW > now {
+            if rules::not_yet_valid(nbf, now) {
                 self.error(
                     700024,
                     format!(
@@ -464,7 +429,7 @@ impl Lint {
                         rfc3339(start)
                     ),
                 );
-            } else if exp - start > 600 {
+            } else if exp - start > rules::ADVISED_LIFETIME as i64 {
                 self.warn(format!(
                     "the assertion is valid for {} minutes; Entra advises 5–10 minutes after nbf, since anyone who sees it can replay it until exp",
                     (exp - start) / 60
@@ -505,7 +470,7 @@ pub fn render(report: &Report) -> String {
             .claims
             .get(name)
             .and_then(Value::as_i64)
-            .filter(|t| *t < 100_000_000_000)
+            .filter(|t| *t < rules::MILLISECONDS_ABOVE)
         {
             let _ = writeln!(out, "  {name:<4} = {}", rfc3339(t));
         }
@@ -709,19 +674,22 @@ mod tests {
     fn undecodable_input_is_an_error_not_a_panic() {
         assert!(matches!(
             inspect("abc", &Expect::default()),
-            Err(Error::Parts(1))
+            Err(Error::Decode(jws::Error::Parts(1)))
         ));
         assert!(matches!(
             inspect("a.b.c.d", &Expect::default()),
-            Err(Error::Parts(4))
+            Err(Error::Decode(jws::Error::Parts(4)))
         ));
         assert!(matches!(
             inspect("@@.e30.", &Expect::default()),
-            Err(Error::Base64("header"))
+            Err(Error::Decode(jws::Error::Base64(jws::Part::Header)))
         ));
         assert!(matches!(
             inspect("W10.e30.", &Expect::default()),
-            Err(Error::Json { part: "header", .. })
+            Err(Error::Decode(jws::Error::NotObject {
+                part: jws::Part::Header,
+                ..
+            }))
         ));
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Layers, top to bottom (data never flows back up):
 //! [`assertion`] (client assertion JWTs) and [`inspect`] (lint any JWT against Entra's
-//! rules) sit on [`cert`] (X.509 load/build, thumbprints), which signs through the
-//! [`signer::Signer`] trait; [`keyref`] and [`secret`] parse what names a key and what
+//! rules) share [`rules`] (Entra's assertion rules, one table) and [`jws`] (the one
+//! strict compact-JWS decoder), and sit on [`cert`] (X.509 load/build, thumbprints),
+//! which signs through the [`signer::Signer`] trait; [`keyref`] and [`secret`] parse what names a key and what
 //! unlocks it. [`entra`] gets tokens with that credential (grants, retries, AADSTS
 //! hints, cache); [`emulator`] is a local Entra token endpoint as strict as the real one.
 
@@ -17,9 +18,11 @@ pub mod emulator;
 pub mod encoding;
 pub mod entra;
 pub mod inspect;
+pub mod jws;
 pub mod keyref;
 pub mod pem;
 pub mod public_key;
+pub mod rules;
 pub mod secret;
 pub mod signer;
 

@@ -34,7 +34,7 @@ fn quick() -> HttpOptions {
 fn request(running: &Running, target: Target, grant: Grant) -> TokenRequest {
     let v1 = matches!(target, Target::Resource(_));
     TokenRequest {
-        endpoint: running.token_endpoint(TENANT, v1),
+        endpoint: running.token_endpoint(TENANT, v1).unwrap(),
         client_id: CLIENT.into(),
         target,
         grant,
@@ -513,7 +513,7 @@ fn entra_errors_are_parsed_and_explained() {
     let f = Fixture::new();
     let stranger = AppFiles::new(f.dir.path(), "stranger", CLIENT);
     let running = start(&[&f.app], Some(TENANT), false);
-    let endpoint = running.token_endpoint(TENANT, false);
+    let endpoint = running.token_endpoint(TENANT, false).unwrap();
     let now = common::now();
     let claims = |aud: &str, iss: &str, sub: &str, nbf: i64, exp: i64| serde_json::json!({"aud": aud, "iss": iss, "sub": sub, "jti": certassert::encoding::uuid_v4(), "nbf": nbf, "iat": nbf, "exp": exp});
     let x5t = f.chain[0].x5t();
@@ -721,7 +721,7 @@ fn entra_errors_are_parsed_and_explained() {
         .unwrap_err();
     assert_entra(&e, 700016, "no application with this client id");
     let mut req = request(&running, graph(), Grant::ClientCredentials);
-    req.endpoint = running.token_endpoint("fabrikam.example", false);
+    req.endpoint = running.token_endpoint("fabrikam.example", false).unwrap();
     let e = client
         .acquire(&f.credential(Algorithm::Rs256), &req)
         .unwrap_err();
@@ -964,7 +964,42 @@ fn https_with_the_generated_ca() {
     )
     .acquire(&f.credential(Algorithm::Rs256), &req)
     .unwrap_err();
-    assert!(e.to_string().contains("--ca-file"), "{e}");
+    assert!(matches!(e, Error::CaFile { .. }), "{e}");
+    assert!(e.to_string().contains("CA file"), "{e}");
+}
+
+#[test]
+fn the_library_refuses_plain_http_to_other_hosts_before_sending() {
+    use certassert::entra::authority::{Error as EndpointError, UrlProblem, UrlRole};
+    let f = Fixture::new();
+    let client = Client::new(quick(), None);
+    for endpoint in [
+        "http://10.1.2.3/t/oauth2/v2.0/token",
+        "http://127.0.0.1.evil.example/t/oauth2/v2.0/token",
+        "http://localhost@evil.example/t/oauth2/v2.0/token",
+    ] {
+        let req = TokenRequest {
+            endpoint: endpoint.into(),
+            client_id: CLIENT.into(),
+            target: graph(),
+            grant: Grant::ClientCredentials,
+            claims: None,
+        };
+        let e = client
+            .acquire(&f.credential(Algorithm::Rs256), &req)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Endpoint(EndpointError::Url {
+                    role: UrlRole::TokenUrl,
+                    problem: UrlProblem::PlainHttp,
+                    ..
+                })
+            ),
+            "{endpoint}: {e}"
+        );
+    }
 }
 
 // ---- the CLI against a `certassert emulator` child ----
@@ -1069,6 +1104,31 @@ fn cli_token_formats_and_the_cache() {
     assert_eq!(json["resource"], "https://vault.azure.net");
     let last = emu.requests().pop().unwrap();
     assert_eq!(last["path"], format!("/{TENANT}/oauth2/token"));
+}
+
+#[test]
+fn cli_adds_the_flags_an_aadsts_hint_is_about() {
+    // The library's hint says "check the tenant … and the authority host"; the CLI adds
+    // the flags that set them, matched on the AADSTS code.
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT);
+    let reg = format!("{CLIENT}={}", s(&app.cert));
+    let emu = ChildEmulator::start(&["--register", &reg, "--tenant", "fabrikam.example"]);
+    let mut args = token_args(&app, &emu.url);
+    args.extend(["--scope", GRAPH]);
+    let out = run(certassert(&dir.path().join("c")).args(&args));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: AADSTS90002: "), "{stderr}");
+    let hint = stderr
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("no hint line: {stderr}"));
+    assert!(hint.starts_with("hint: the tenant was not found"), "{hint}");
+    assert!(
+        hint.ends_with("; set with --tenant and --authority-host"),
+        "{hint}"
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! `certassert assertion`: print one signed client assertion.
 
-use super::{print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
-use certassert::assertion::{self, EndpointVersion, Params, DEFAULT_LIFETIME};
+use super::{flags, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
+use certassert::assertion::{self, Params, DEFAULT_LIFETIME};
 use certassert::encoding::unix_now;
+use certassert::entra::authority::{check_url, UrlRole};
+use certassert::entra::EndpointVersion;
 use certassert::Algorithm;
 use clap::Args;
 use std::path::PathBuf;
@@ -44,7 +46,11 @@ pub struct AssertionArgs {
 pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
     let client_id = args.app.client_id()?;
     let audience = match &args.aud {
-        Some(aud) => aud.clone(),
+        Some(aud) => {
+            check_url(UrlRole::Audience, aud)
+                .map_err(|e| flags::endpoint(e, &args.app, &args.endpoint))?;
+            aud.clone()
+        }
         None => args
             .endpoint
             .token_endpoint(&args.app, EndpointVersion::V2)?,
@@ -56,11 +62,14 @@ pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
         lifetime: args.lifetime,
         x5c: args.x5c,
     };
-    params.validate()?;
+    params
+        .validate()
+        .map_err(|e| flags::assertion(e, &args.app))?;
     let signer = args.key.open()?;
     let now = unix_now();
     let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), now)?;
-    let jwt = assertion::build(signer.as_ref(), &chain, &params, now)?;
+    let jwt = assertion::build(signer.as_ref(), &chain, &params, now)
+        .map_err(|e| flags::assertion(e, &args.app))?;
     print(&format!("{jwt}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

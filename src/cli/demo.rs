@@ -188,7 +188,7 @@ pub fn run() -> Result<ExitCode> {
     );
 
     let request = TokenRequest {
-        endpoint: running.token_endpoint(&tenant, false),
+        endpoint: running.token_endpoint(&tenant, false)?,
         client_id: client_id.clone(),
         target: Target::Scopes(vec!["api://certassert-demo/.default".into()]),
         grant: Grant::ClientCredentials,

@@ -3,7 +3,7 @@
 //! round trip through the backend, the exact thumbprints to upload — and, given a
 //! tenant and client id, one real token request whose error is explained.
 
-use super::{stored_chain, AppArgs, EndpointArgs, KeyArg, Result};
+use super::{flags, stored_chain, AppArgs, EndpointArgs, KeyArg, Result};
 use certassert::cert::Certificate;
 use certassert::encoding::{hex, random, rfc3339, unix_now};
 use certassert::entra::{Client, Credential, Grant, HttpOptions, Target, TokenRequest};
@@ -238,8 +238,12 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                         Err(e) => r.line(
                             "FAIL",
                             "token",
-                            format!("{}: {e}", request.endpoint)
-                                .replace('\n', "\n                   "),
+                            format!(
+                                "{}: {}",
+                                request.endpoint,
+                                flags::entra(e, &args.app, &args.endpoint)
+                            )
+                            .replace('\n', "\n                   "),
                         ),
                     }
                 }

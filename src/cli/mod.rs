@@ -9,9 +9,12 @@ mod demo;
 mod doctor;
 #[cfg(feature = "emulator")]
 mod emulator;
+mod flags;
 mod inspect;
 mod key;
 mod token;
+
+pub use flags::{env, AppArgs, EndpointArgs};
 
 use certassert::cert::Certificate;
 use certassert::keyref::KeyRef;
@@ -126,75 +129,6 @@ impl KeyArg {
         let keyref = self.keyref()?;
         signer::open(&keyref).map_err(|e| cert::key_error(&keyref, e))
     }
-}
-
-/// `--tenant` and `--client-id`, shared by `assertion`, `token` and `doctor`.
-#[derive(Args, Debug, Clone)]
-pub struct AppArgs {
-    /// Directory (tenant) ID or verified domain [env: AZURE_TENANT_ID]
-    #[arg(long, value_name = "T")]
-    pub tenant: Option<String>,
-    /// Application (client) ID [env: AZURE_CLIENT_ID]
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-}
-
-impl AppArgs {
-    /// `--client-id`, else AZURE_CLIENT_ID.
-    pub fn client_id(&self) -> Result<String> {
-        Ok(self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")).ok_or(
-            "no client id: pass --client-id (the app registration's Application (client) ID) or set AZURE_CLIENT_ID",
-        )?)
-    }
-
-    /// `--tenant`, else AZURE_TENANT_ID.
-    pub fn tenant(&self) -> Option<String> {
-        self.tenant.clone().or_else(|| env("AZURE_TENANT_ID"))
-    }
-}
-
-/// `--authority-host` / `--token-url`, shared by `assertion`, `token` and `doctor`.
-#[derive(Args, Debug, Clone)]
-pub struct EndpointArgs {
-    /// Authority host [env: AZURE_AUTHORITY_HOST] [default: https://login.microsoftonline.com]
-    #[arg(long, value_name = "URL", conflicts_with = "token_url")]
-    pub authority_host: Option<String>,
-    /// Token endpoint of any RFC 7523 server; also the assertion's aud
-    #[arg(long, value_name = "URL")]
-    pub token_url: Option<String>,
-}
-
-impl EndpointArgs {
-    /// `--authority-host`, else AZURE_AUTHORITY_HOST, else the public cloud.
-    pub fn authority_host(&self) -> String {
-        self.authority_host
-            .clone()
-            .or_else(|| env("AZURE_AUTHORITY_HOST"))
-            .unwrap_or_else(|| certassert::assertion::DEFAULT_AUTHORITY_HOST.to_string())
-    }
-
-    /// The token endpoint: `--token-url`, else `{authority-host}/{tenant}/oauth2/…`.
-    pub fn token_endpoint(
-        &self,
-        app: &AppArgs,
-        version: certassert::assertion::EndpointVersion,
-    ) -> Result<String> {
-        let tenant = app.tenant();
-        if tenant.is_none() && self.token_url.is_none() {
-            return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
-        }
-        Ok(certassert::entra::endpoint(
-            &self.authority_host(),
-            tenant.as_deref(),
-            self.token_url.as_deref(),
-            version,
-        )?)
-    }
-}
-
-/// Read a non-empty environment variable.
-pub fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the

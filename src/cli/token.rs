@@ -1,7 +1,7 @@
 //! `certassert token`: get an access token (cache, grant, retries) and print it as the
 //! caller wants: the bare token, JSON, or the shape of `az account get-access-token`.
 
-use super::{env, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
+use super::{env, flags, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
 use certassert::assertion::DEFAULT_LIFETIME;
 use certassert::encoding::{rfc3339, unix_now};
 use certassert::entra::request::merge_claims;
@@ -166,7 +166,9 @@ impl TokenArgs {
             },
         };
         let claims = match &self.claims {
-            Some(c) => Some(merge_claims(Some(c))?),
+            Some(c) => Some(
+                merge_claims(Some(c)).map_err(|e| flags::entra(e, &self.app, &self.endpoint))?,
+            ),
             None => None,
         };
         Ok(TokenRequest {
@@ -214,7 +216,9 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
         x5c: args.x5c,
         lifetime: args.lifetime,
     };
-    let outcome = client.acquire(&credential, &request)?;
+    let outcome = client
+        .acquire(&credential, &request)
+        .map_err(|e| flags::entra(e, &args.app, &args.endpoint))?;
     if let Some(w) = &outcome.warning {
         super::warn(w);
     }

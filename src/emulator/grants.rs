@@ -1,7 +1,8 @@
 //! The token endpoint's logic: tenant, parameters, client authentication (through
 //! [`verify`](super::verify)), then the grant, and the access token it signs.
 
-use super::{verify, Refusal, State};
+use super::state::{self, Refusal, State};
+use super::verify;
 use crate::encoding::{b64url, random, rfc3339, unix_now};
 use crate::entra::request::{CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT};
 use serde_json::{json, Value};
@@ -29,7 +30,7 @@ pub(super) fn sign_token(state: &State, claims: Value) -> String {
         b64url(header.to_string().as_bytes()),
         b64url(claims.to_string().as_bytes())
     );
-    let sig = super::sign(state, input.as_bytes());
+    let sig = state::sign(state, input.as_bytes());
     format!("{input}.{}", b64url(&sig))
 }
 
@@ -57,8 +58,7 @@ pub(super) fn token(
     };
     let known_tenant = match &state.config.tenant {
         Some(t) => t.eq_ignore_ascii_case(tenant),
-        None => !["common", "organizations", "consumers"]
-            .contains(&tenant.to_ascii_lowercase().as_str()),
+        None => !crate::rules::is_multi_tenant(tenant),
     };
     if !known_tenant {
         return Err(bad_request(90002, format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.")));
@@ -270,8 +270,8 @@ fn verify_user_assertion(
     now: i64,
 ) -> Result<String, Refusal> {
     let bad = |code, d: &str| invalid_grant(code, d.to_string());
-    let jws = verify::decode(jwt)
-        .ok_or_else(|| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
+    let jws = crate::jws::decode(jwt)
+        .map_err(|_| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
     if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
         || crate::signer::verify(
             crate::Signer::public_key_der(&state.signer),
@@ -297,7 +297,7 @@ fn verify_user_assertion(
         return Err(bad(50013, &format!("Assertion failed signature validation. [Reason - The provided audience '{aud}' is not this application's ({client_id}).]")));
     }
     let exp = jws.claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-    if now > exp + crate::inspect::SKEW {
+    if crate::rules::expired(exp, now) {
         return Err(bad(500133, &format!("Assertion is not within its valid time range. Ensure that the access token is not expired before using it for user assertion, or request a new token. Current time: {}, expiry time of assertion {}.", rfc3339(now), rfc3339(exp))));
     }
     Ok(jws

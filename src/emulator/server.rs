@@ -1,7 +1,10 @@
 //! Transport: the accept loop (plain or TLS via tokio-rustls with the aws-lc-rs
 //! provider), HTTP/1.1 via hyper, routing, the fault switches and the request log.
 
-use super::{grants, Error, Fault, Recorded, State};
+use super::config::{Fault, Recorded};
+use super::error::Error;
+use super::grants;
+use super::state::{software_key, Refusal, State};
 use crate::encoding::uuid_v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -16,7 +19,7 @@ type Answer = Response<Full<Bytes>>;
 pub(super) fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), Error> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let keys = |e: &dyn std::fmt::Display| Error::Keys(e.to_string());
-    let ca_key = super::software_key()?;
+    let ca_key = software_key()?;
     let server_der = crate::signer::generate_software_key(2048).map_err(|e| keys(&e))?;
     let server_key =
         crate::signer::SoftwareSigner::from_pkcs8_der(&server_der).map_err(|e| keys(&e))?;
@@ -204,7 +207,7 @@ fn route(
     let result = if content_type.starts_with("application/x-www-form-urlencoded") {
         grants::token(state, tenant, v1, &audience, form)
     } else {
-        Err(super::Refusal::new(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'. (Content-Type must be application/x-www-form-urlencoded.)".into()))
+        Err(Refusal::new(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'. (Content-Type must be application/x-www-form-urlencoded.)".into()))
     };
     match result {
         Ok(body) => json(200, &body),

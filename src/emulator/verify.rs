@@ -5,46 +5,17 @@
 //! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` within
 //! five minutes of skew, and a `jti` is accepted once.
 
-use super::{App, Refusal};
+use super::config::App;
+use super::state::Refusal;
 use crate::cert::Certificate;
 use crate::encoding::{b64url_decode, hex, rfc3339};
-use crate::signer::Algorithm;
+use crate::jws;
+use crate::rules::{self, THUMBPRINTS};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// Entra's clock skew allowance.
-const SKEW: i64 = crate::inspect::SKEW;
-
 const DOCS: &str = "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .";
-
-/// A decoded compact JWS whose structure is valid (not yet its signature).
-pub(crate) struct Jws<'a> {
-    pub header: Map<String, Value>,
-    pub claims: Map<String, Value>,
-    pub signing_input: &'a str,
-    pub signature: Vec<u8>,
-}
-
-/// Split and decode a compact JWS strictly (three parts, base64url without padding,
-/// JSON objects).
-pub(crate) fn decode(jwt: &str) -> Option<Jws<'_>> {
-    let mut parts = jwt.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let object = |part: &str| match serde_json::from_slice::<Value>(&b64url_decode(part)?) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    };
-    Some(Jws {
-        header: object(h)?,
-        claims: object(c)?,
-        signing_input: &jwt[..h.len() + 1 + c.len()],
-        signature: b64url_decode(s)?,
-    })
-}
 
 fn invalid_client(code: u32, description: String) -> Refusal {
     Refusal::new(401, "invalid_client", code, description)
@@ -59,26 +30,25 @@ pub(crate) fn client_assertion(
     now: i64,
     seen: &Mutex<HashSet<String>>,
 ) -> Result<(), Refusal> {
-    let jws = decode(jwt).ok_or_else(|| {
+    let jws = jws::decode(jwt).map_err(|_| {
         invalid_client(
             50027,
             "Invalid JWT token. The token is not in JWS compact serialization format (three strict base64url parts of JSON objects).".into(),
         )
     })?;
-    let alg = match jws.header.get("alg").and_then(Value::as_str) {
-        Some("RS256") => Algorithm::Rs256,
-        Some("PS256") => Algorithm::Ps256,
-        other => {
-            return Err(invalid_client(
-                5002738,
-                format!(
-                    "Invalid JWT token. '{}' is not a supported signature algorithm. Supported algorithms are: 'RS256, PS256'",
-                    other.unwrap_or("(none)")
-                ),
-            ))
-        }
+    let named = jws.header.get("alg").and_then(Value::as_str);
+    let Some(alg) = named.and_then(rules::algorithm) else {
+        let supported: Vec<&str> = rules::ALGORITHMS.iter().map(|a| a.as_str()).collect();
+        return Err(invalid_client(
+            5002738,
+            format!(
+                "Invalid JWT token. '{}' is not a supported signature algorithm. Supported algorithms are: '{}'",
+                named.unwrap_or("(none)"),
+                supported.join(", ")
+            ),
+        ));
     };
-    if jws.header.contains_key("crit") {
+    if jws.header.contains_key(rules::CRIT) {
         return Err(invalid_client(
             50027,
             "Invalid JWT token. The header parameter 'crit' names extensions this service does not understand.".into(),
@@ -149,7 +119,7 @@ pub(crate) fn client_assertion(
             ))
         }
     };
-    if now > exp + SKEW || nbf.is_some_and(|n| n > now + SKEW) {
+    if rules::expired(exp, now) || nbf.is_some_and(|n| rules::not_yet_valid(n, now)) {
         return Err(invalid_client(
             700024,
             format!(
@@ -185,10 +155,10 @@ fn find_certificate<'a>(
     client_id: &str,
     header: &Map<String, Value>,
 ) -> Result<&'a Certificate, Refusal> {
-    let named = [("x5t#S256", 32usize), ("x5t", 20)]
+    let named = THUMBPRINTS
         .into_iter()
-        .find_map(|(name, len)| header.get(name).map(|v| (name, len, v)));
-    let Some((name, len, value)) = named else {
+        .find_map(|shape| header.get(shape.header).map(|v| (shape, v)));
+    let Some((shape, value)) = named else {
         return Err(invalid_client(
             5002723,
             "Invalid JWT token. No certificate thumbprint specified in token header.".into(),
@@ -199,15 +169,9 @@ fn find_certificate<'a>(
         Some(r) => hex(r, true),
         None => value.as_str().unwrap_or_default().to_string(),
     };
-    let found = raw.filter(|r| r.len() == len).and_then(|r| {
-        app.certificates.iter().find(|c| {
-            if name == "x5t" {
-                c.sha1() == r
-            } else {
-                c.sha256() == r
-            }
-        })
-    });
+    let found = raw
+        .filter(|r| r.len() == shape.len)
+        .and_then(|r| app.certificates.iter().find(|c| shape.digest(c) == r));
     found.ok_or_else(|| {
         invalid_client(
             700027,

@@ -6,7 +6,7 @@
 //! file and concurrent writers do not interleave. A file that does not parse is ignored
 //! (and replaced by the next write). Refresh tokens are never written.
 
-use super::request::Token;
+use super::token::Token;
 use crate::encoding::{hex, random};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};

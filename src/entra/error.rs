@@ -61,6 +61,11 @@ impl EntraError {
     pub fn code(&self) -> Option<u32> {
         self.codes.first().copied()
     }
+
+    /// The AADSTS code whose [`hint`] the message shows, if any.
+    pub fn hint_code(&self) -> Option<u32> {
+        self.codes.iter().copied().find(|c| hint(*c).is_some())
+    }
 }
 
 fn aadsts_in(description: &str) -> Option<u32> {
@@ -88,14 +93,16 @@ impl fmt::Display for EntraError {
             write!(f, ", trace id {t}")?;
         }
         write!(f, "]")?;
-        if let Some(h) = self.codes.iter().find_map(|c| hint(*c)) {
+        if let Some(h) = self.hint_code().and_then(hint) {
             write!(f, "\nhint: {h}")?;
         }
         Ok(())
     }
 }
 
-/// A one-line hint for an AADSTS code certificate-credential users meet.
+/// A one-line hint for an AADSTS code certificate-credential users meet. Hints name
+/// what to check ("the tenant", "the client id"), never a CLI flag: a front end adds its
+/// own spelling of those.
 pub fn hint(code: u32) -> Option<&'static str> {
     Some(match code {
         700027 => "the certificate that signed the assertion is not registered on the app, or x5t/x5t#S256 does not name it: upload this certificate (certassert cert show prints the portal's thumbprint) or use the key whose certificate is registered; x5t is base64url of the SHA-1, not the hex thumbprint",
@@ -103,14 +110,14 @@ pub fn hint(code: u32) -> Option<&'static str> {
         5002723 => "the assertion header names no certificate: it needs x5t (RS256) or x5t#S256 (PS256); certassert sets them — lint a hand-made assertion with: certassert inspect",
         5002738 => "the assertion's signature algorithm is not accepted: sign with RS256 or PS256 and an RSA key",
         700021 => "iss and sub of the assertion must both equal the client_id sent: the Application (client) ID",
-        700023 => "aud of the assertion must be exactly the token endpoint posted to, for one tenant (not common/organizations): use --tenant with the tenant ID, or --token-url",
+        700023 => "aud of the assertion must be exactly the token endpoint posted to, for one tenant (not common/organizations): name the tenant by its ID, or give the token URL",
         50012 => "the assertion failed validation: run certassert inspect on it, and certassert doctor for the key/certificate pairing",
         50027 => "the assertion is not an acceptable JWT (format, a replayed jti, a crit header): certassert inspect shows what is wrong",
-        700016 => "no application with this client id in this tenant: check --client-id (Application (client) ID) and --tenant, and that the app exists (or is consented) there",
-        90002 => "the tenant was not found: check --tenant (Directory (tenant) ID or a verified domain) and --authority-host (US Government: https://login.microsoftonline.us, China: https://login.chinacloudapi.cn)",
+        700016 => "no application with this client id in this tenant: check the client id (Application (client) ID) and the tenant, and that the app exists (or is consented) there",
+        90002 => "the tenant was not found: check the tenant (Directory (tenant) ID or a verified domain) and the authority host (US Government: https://login.microsoftonline.us, China: https://login.chinacloudapi.cn)",
         7000215 => "a client secret was sent: certificate credentials send client_assertion, never client_secret",
-        1002012 | 70011 => "the client credentials grant takes one scope, RESOURCE/.default (e.g. --scope https://graph.microsoft.com/.default); permissions come from the app's granted roles",
-        901002 => "the v2 endpoint does not take resource: use --scope RESOURCE/.default, or --resource alone (which selects the v1 endpoint)",
+        1002012 | 70011 => "the client credentials grant takes one scope, RESOURCE/.default (e.g. https://graph.microsoft.com/.default); permissions come from the app's granted roles",
+        901002 => "the v2 endpoint does not take resource: ask for the scope RESOURCE/.default, or for the resource alone (on the v1 endpoint)",
         54005 => "this authorization code was already redeemed: codes are single use; get a new one, or use the refresh token",
         70000 | 70008 | 9002313 => "the code, refresh token or user assertion is invalid or expired: get a new one",
         50013 | 500133 => "the on-behalf-of user assertion is invalid or expired: pass the access token the caller sent to this API (its aud must be this app)",
@@ -121,12 +128,22 @@ pub fn hint(code: u32) -> Option<&'static str> {
 
 /// Why no token was obtained.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// The request could not be formed (URL, lifetime, client id) or signed.
+    /// The assertion could not be formed (lifetime, client id) or signed.
     #[error(transparent)]
     Assertion(#[from] crate::assertion::Error),
-    /// `--ca-file` could not be used.
-    #[error("--ca-file {path}: {detail}")]
+    /// No token endpoint could be formed (a URL the policy refuses, the tenant).
+    #[error(transparent)]
+    Endpoint(#[from] super::authority::Error),
+    /// A claims challenge that is neither JSON nor base64 of JSON.
+    #[error("the claims challenge is neither JSON nor base64 of JSON")]
+    ClaimsEncoding,
+    /// A claims challenge that is not a JSON object.
+    #[error("the claims challenge must be a JSON object such as {{\"access_token\":{{\"nbf\":{{\"essential\":true,\"value\":\"1700000000\"}}}}}}")]
+    ClaimsNotObject,
+    /// The extra CA file could not be used.
+    #[error("CA file {path}: {detail}")]
     CaFile {
         /// The file.
         path: String,
@@ -203,5 +220,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.code(), Some(70011));
+        assert_eq!(e.hint_code(), Some(70011));
+    }
+
+    #[test]
+    fn hints_name_no_cli_flag() {
+        for code in [
+            700027, 700024, 5002723, 5002738, 700021, 700023, 50012, 50027, 700016, 90002, 7000215,
+            1002012, 70011, 901002, 54005, 70000, 70008, 9002313, 50013, 500133, 7000218,
+        ] {
+            let h = hint(code).unwrap_or_else(|| panic!("AADSTS{code} has a hint"));
+            assert!(!h.contains("--"), "AADSTS{code}: {h}");
+        }
     }
 }

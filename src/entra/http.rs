@@ -1,6 +1,6 @@
 //! Posting the token request. reqwest's blocking client over rustls with the aws-lc-rs
 //! provider (the crypto library the rest of certassert uses; no `ring`), trusting the
-//! platform's roots plus `--ca-file`; `HTTPS_PROXY`/`NO_PROXY` are honoured by reqwest.
+//! platform's roots plus an extra CA file; reqwest honours `HTTPS_PROXY`/`NO_PROXY`.
 //! Plain http is refused before this point except to loopback. Retries follow DESIGN.md:
 //! 429 (never before `Retry-After`), 5xx and connection errors, at most three attempts;
 //! a 4xx answer such as `invalid_client` is final, and so is a TLS refusal (an untrusted
@@ -11,7 +11,7 @@
 //! function without having to bring a runtime.
 
 use super::error::{EntraError, Error};
-use super::request::Token;
+use super::token::Token;
 use std::path::PathBuf;
 use std::time::Duration;
 

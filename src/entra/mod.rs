@@ -1,5 +1,6 @@
 //! Token flows against Microsoft Entra ID (or any RFC 7523 server): where the token
-//! endpoint is ([`authority`]), what the form body of each grant holds ([`request`]), how
+//! endpoint is and where requests may go ([`authority`]), what the form body of each
+//! grant holds ([`request`]), the token that comes back ([`token`]), how
 //! it is posted — rustls with the aws-lc-rs provider, bounded Retry-After-aware retries
 //! ([`http`]) —, what Entra's error JSON means ([`error`], with a one-line hint per AADSTS
 //! code people meet), and the per-user access-token cache ([`cache`]). [`Client::acquire`]
@@ -11,12 +12,16 @@ pub mod cache;
 pub mod error;
 pub mod http;
 pub mod request;
+pub mod token;
 
-pub use authority::{endpoint, AUTHORITY_CHINA, AUTHORITY_PUBLIC, AUTHORITY_US_GOVERNMENT};
+pub use authority::{
+    endpoint, EndpointVersion, AUTHORITY_CHINA, AUTHORITY_PUBLIC, AUTHORITY_US_GOVERNMENT,
+};
 pub use cache::{Cache, CacheKey};
 pub use error::{hint, EntraError, Error};
 pub use http::{HttpClient, HttpOptions};
-pub use request::{Grant, Target, Token, TokenRequest, CLIENT_ASSERTION_TYPE};
+pub use request::{Grant, Target, TokenRequest, CLIENT_ASSERTION_TYPE};
+pub use token::Token;
 
 use crate::assertion::{self, Params};
 use crate::cert::Certificate;
@@ -29,7 +34,8 @@ use std::sync::OnceLock;
 pub struct Credential<'a> {
     /// Signs each client assertion.
     pub signer: &'a dyn Signer,
-    /// The registered certificate first, then its issuers (for `--x5c`).
+    /// The registered certificate first, then its issuers (sent as the `x5c` header
+    /// when [`x5c`](Self::x5c) is set).
     pub chain: &'a [Certificate],
     /// RS256 (`x5t`) or PS256 (`x5t#S256`).
     pub alg: Algorithm,
@@ -73,7 +79,7 @@ impl Client {
     /// The HTTP client, built on first use.
     ///
     /// # Errors
-    /// An unreadable `--ca-file` or a TLS setup failure.
+    /// An unreadable CA file ([`Error::CaFile`]) or a TLS setup failure.
     pub fn http(&self) -> Result<&HttpClient, Error> {
         if let Some(http) = self.http.get() {
             return Ok(http);
@@ -88,8 +94,9 @@ impl Client {
     /// cannot be read or written is skipped, never fatal.
     ///
     /// # Errors
-    /// A bad request (URL, lifetime, client id), a signing failure, a network failure
-    /// after the retries, or Entra's refusal ([`Error::Entra`] with its AADSTS code).
+    /// An endpoint the URL policy refuses ([`Error::Endpoint`]), a bad lifetime or client
+    /// id or a signing failure ([`Error::Assertion`]), a network failure after the
+    /// retries, or Entra's refusal ([`Error::Entra`] with its AADSTS code).
     pub fn acquire(
         &self,
         credential: &Credential<'_>,
@@ -118,6 +125,7 @@ impl Client {
             x5c: credential.x5c,
         };
         params.validate()?;
+        authority::check_url(authority::UrlRole::TokenUrl, &request.endpoint)?;
         let (token, attempts) = self.http()?.post_token(
             &request.endpoint,
             || {

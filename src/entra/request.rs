@@ -1,8 +1,9 @@
 //! The token request: grant, target (v2 scopes or v1 resource), claims challenge, and the
-//! exact form body each grant posts; the token that comes back, parsed from either
-//! endpoint's JSON (v1 sends numbers as strings).
+//! exact form body each grant posts. The token that comes back is [`super::token`]'s.
 
+use super::authority::EndpointVersion;
 use super::cache::CacheKey;
+use super::error::Error;
 use crate::secret::Secret;
 use serde_json::Value;
 
@@ -22,10 +23,10 @@ pub enum Target {
 
 impl Target {
     /// v2 for scopes, v1 for a resource.
-    pub fn version(&self) -> crate::assertion::EndpointVersion {
+    pub fn version(&self) -> EndpointVersion {
         match self {
-            Self::Scopes(_) => crate::assertion::EndpointVersion::V2,
-            Self::Resource(_) => crate::assertion::EndpointVersion::V1,
+            Self::Scopes(_) => EndpointVersion::V2,
+            Self::Resource(_) => EndpointVersion::V1,
         }
     }
 }
@@ -155,8 +156,9 @@ impl TokenRequest {
 /// challenge may be JSON or base64 (as `WWW-Authenticate: … claims="…"` carries it).
 ///
 /// # Errors
-/// The challenge is not a JSON object.
-pub fn merge_claims(challenge: Option<&str>) -> Result<String, String> {
+/// [`Error::ClaimsEncoding`] when the challenge is neither JSON nor base64, and
+/// [`Error::ClaimsNotObject`] when it is not a JSON object.
+pub fn merge_claims(challenge: Option<&str>) -> Result<String, Error> {
     let mut claims = match challenge.map(str::trim) {
         None | Some("") => serde_json::Map::new(),
         Some(text) => {
@@ -165,11 +167,11 @@ pub fn merge_claims(challenge: Option<&str>) -> Result<String, String> {
             } else {
                 crate::encoding::b64_decode(text)
                     .or_else(|| crate::encoding::b64url_decode(text.trim_end_matches('=')))
-                    .ok_or("--claims is neither JSON nor base64 of JSON")?
+                    .ok_or(Error::ClaimsEncoding)?
             };
             match serde_json::from_slice::<Value>(&json) {
                 Ok(Value::Object(map)) => map,
-                _ => return Err("--claims must be a JSON object such as {\"access_token\":{\"nbf\":{\"essential\":true,\"value\":\"1700000000\"}}}".into()),
+                _ => return Err(Error::ClaimsNotObject),
             }
         }
     };
@@ -180,61 +182,6 @@ pub fn merge_claims(challenge: Option<&str>) -> Result<String, String> {
         access.insert("xms_cc".into(), serde_json::json!({ "values": ["cp1"] }));
     }
     Ok(Value::Object(claims).to_string())
-}
-
-/// An access token and what came with it.
-#[derive(Debug, Clone)]
-pub struct Token {
-    /// The access token (a secret: never logged).
-    pub access_token: Secret,
-    /// Usually `Bearer`.
-    pub token_type: String,
-    /// Expiry, seconds since 1970.
-    pub expires_on: i64,
-    /// When to renew early (Entra's `refresh_in` for long-lived tokens), seconds since 1970.
-    pub refresh_on: Option<i64>,
-    /// Granted scopes (v2).
-    pub scope: Option<String>,
-    /// The resource (v1).
-    pub resource: Option<String>,
-    /// A refresh token, when the grant returns one; kept in memory only.
-    pub refresh_token: Option<Secret>,
-}
-
-impl Token {
-    /// Parse a success answer from either endpoint version, received at `now`.
-    ///
-    /// # Errors
-    /// No `access_token`, or no usable `expires_in`/`expires_on`.
-    pub fn from_json(body: &Value, now: i64) -> Result<Self, String> {
-        let text = |k: &str| match body.get(k) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        let int = |k: &str| text(k).and_then(|s| s.parse::<i64>().ok());
-        let access_token = text("access_token")
-            .filter(|t| !t.is_empty())
-            .ok_or("the answer has no access_token")?;
-        let expires_on = int("expires_on")
-            .or_else(|| int("expires_in").map(|s| now + s))
-            .ok_or("the answer has neither expires_in nor expires_on")?;
-        Ok(Self {
-            access_token: Secret::new(access_token),
-            token_type: text("token_type").unwrap_or_else(|| "Bearer".into()),
-            expires_on,
-            refresh_on: int("refresh_in").map(|s| now + s),
-            scope: text("scope"),
-            resource: text("resource"),
-            refresh_token: text("refresh_token").map(Secret::new),
-        })
-    }
-
-    /// Whether a cached token may still be handed out at `now`: more than five minutes
-    /// left, and not past the server's `refresh_in`.
-    pub fn is_fresh(&self, now: i64) -> bool {
-        self.expires_on - now > 300 && self.refresh_on.is_none_or(|r| now < r)
-    }
 }
 
 #[cfg(test)]
@@ -255,24 +202,15 @@ mod tests {
         let b64 = crate::encoding::b64(br#"{"id_token":{}}"#);
         let merged: Value = serde_json::from_str(&merge_claims(Some(&b64)).unwrap()).unwrap();
         assert!(merged["id_token"].is_object());
-        assert!(merge_claims(Some("[1]")).is_err());
-    }
-
-    #[test]
-    fn v1_strings_and_refresh_in() {
-        let t = Token::from_json(
-            &serde_json::json!({"access_token":"a","expires_in":"3599","expires_on":"5000","resource":"r"}),
-            1000,
-        )
-        .unwrap();
-        assert_eq!(t.expires_on, 5000);
-        assert!(t.is_fresh(1000) && !t.is_fresh(4701));
-        let t = Token::from_json(
-            &serde_json::json!({"access_token":"a","expires_in":7200,"refresh_in":3600}),
-            0,
-        )
-        .unwrap();
-        assert!(t.is_fresh(3599) && !t.is_fresh(3600));
-        assert!(Token::from_json(&serde_json::json!({"expires_in":1}), 0).is_err());
+        assert!(matches!(
+            merge_claims(Some("[1]")),
+            Err(Error::ClaimsEncoding)
+        ));
+        for not_an_object in ["{1}".to_string(), crate::encoding::b64(b"[1]")] {
+            assert!(matches!(
+                merge_claims(Some(&not_an_object)),
+                Err(Error::ClaimsNotObject)
+            ));
+        }
     }
 }

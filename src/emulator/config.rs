@@ -1,0 +1,135 @@
+//! What the emulator serves and what it records: the registered apps and their
+//! certificates, seeded authorization codes, fault switches, and each request received.
+
+use crate::cert::Certificate;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A registered application.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Its application (client) ID.
+    pub client_id: String,
+    /// Certificates registered for it (any of them may sign).
+    pub certificates: Vec<Certificate>,
+}
+
+/// An authorization code seeded at start (what the authorize endpoint would have issued).
+#[derive(Debug, Clone, Default)]
+pub struct Code {
+    /// The code.
+    pub code: String,
+    /// The client it was issued to (`None`: any registered client).
+    pub client_id: Option<String>,
+    /// The redirect URI it was issued for (`None`: any).
+    pub redirect_uri: Option<String>,
+    /// A PKCE S256 `code_challenge` the verifier must match.
+    pub code_challenge: Option<String>,
+    /// The user the code stands for (`sub`); default a fixed test user.
+    pub user: Option<String>,
+}
+
+/// A one-shot misbehaviour, consumed by the next token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 with `Retry-After` seconds.
+    TooManyRequests {
+        /// Seconds in `Retry-After`.
+        retry_after: u64,
+    },
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// Answer normally, after this delay.
+    Slow(Duration),
+    /// 200 with a body that is not JSON.
+    Malformed,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "429" => Self::TooManyRequests { retry_after: 1 },
+            "503" => Self::Unavailable,
+            "malformed" => Self::Malformed,
+            "slow" => Self::Slow(Duration::from_secs(3)),
+            other => match other.strip_prefix("slow=") {
+                Some(ms) => Self::Slow(Duration::from_millis(
+                    ms.trim_end_matches("ms")
+                        .parse()
+                        .map_err(|_| format!("{other}: slow=MILLISECONDS"))?,
+                )),
+                None => {
+                    return Err(format!(
+                        "{other}: choose 429, 503, slow, slow=MS or malformed"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+/// What the emulator serves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (loopback; port 0 picks one).
+    pub listen: SocketAddr,
+    /// Registered apps.
+    pub apps: Vec<App>,
+    /// The only tenant served (`None`: any tenant but the multi-tenant aliases).
+    pub tenant: Option<String>,
+    /// App roles put in client-credentials tokens.
+    pub roles: Vec<String>,
+    /// Seeded authorization codes.
+    pub codes: Vec<Code>,
+    /// Faults, in the order requests meet them.
+    pub faults: Vec<Fault>,
+    /// Serve HTTPS with a generated CA.
+    pub tls: bool,
+    /// Access-token lifetime in seconds (Entra: about an hour). At two hours or more the
+    /// answer carries `refresh_in` (half the lifetime), as Entra's does.
+    pub token_lifetime: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            apps: Vec::new(),
+            tenant: None,
+            roles: Vec::new(),
+            codes: Vec::new(),
+            faults: Vec::new(),
+            tls: false,
+            token_lifetime: 3599,
+        }
+    }
+}
+
+/// One request the emulator received.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// The form fields in the order sent.
+    pub form: Vec<(String, String)>,
+    /// The status answered.
+    pub status: u16,
+    /// The AADSTS code of a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+}
+
+impl Recorded {
+    /// The first value of form field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
