@@ -108,8 +108,8 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
 fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
     let keyref = common.key.keyref()?;
-    let signer = certassert::signer::open(&keyref)?;
-    if args.store && !matches!(keyref, KeyRef::Pkcs11(_) | KeyRef::Piv(_)) {
+    let signer = super::open_key(&keyref)?;
+    if args.store && !matches!(keyref, KeyRef::Pkcs11(_)) {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }
     let cert = cert::create_self_signed(

@@ -9,6 +9,7 @@ mod doctor;
 mod emulator;
 mod inspect;
 mod key;
+mod prompt;
 mod token;
 
 use certassert::cert::Certificate;
@@ -117,10 +118,82 @@ impl KeyArg {
         Ok(keyref)
     }
 
-    /// Open the key's signer.
+    /// Open the key's signer, asking on the terminal for a secret no source supplies.
     pub fn open(&self) -> Result<Box<dyn Signer>> {
-        Ok(signer::open(&self.keyref()?)?)
+        Ok(open_key(&self.keyref()?)?)
     }
+}
+
+/// Open the key `keyref` names, asking on the terminal (without echo) for a PIN or
+/// password no `…-source=` supplies; a failure carries the command-line hint for it.
+pub fn open_key(keyref: &KeyRef) -> std::result::Result<Box<dyn Signer>, KeyError> {
+    Ok(signer::open(keyref, &prompt::TerminalPrompt)?)
+}
+
+/// Generate a key in the token or TPM `keyref` names (see [`open_key`]).
+pub fn generate_key(
+    keyref: &KeyRef,
+    bits: usize,
+    label: Option<&str>,
+) -> std::result::Result<Box<dyn Signer>, KeyError> {
+    Ok(signer::generate(keyref, bits, label, &prompt::TerminalPrompt)?)
+}
+
+/// A signer error with what to type about it: the library names no command-line flags,
+/// so the hint (a `certassert …` command, a `--flag`) is added here, by variant.
+#[derive(Debug)]
+pub struct KeyError {
+    error: signer::Error,
+    hint: Option<String>,
+}
+
+impl From<signer::Error> for KeyError {
+    fn from(error: signer::Error) -> Self {
+        let hint = key_hint(&error);
+        Self { error, hint }
+    }
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.hint {
+            Some(hint) => write!(f, "{} ({hint})", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// The command-line hint for a signer error, if there is one.
+fn key_hint(e: &signer::Error) -> Option<String> {
+    use signer::pkcs11::Pkcs11Error as P;
+    use signer::tpm::TpmError as T;
+    use signer::Error as E;
+    let new_pkcs11 = "make one: certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
+    Some(match e {
+        E::NotRsa { .. } => "make one: certassert key generate --key new.pem".into(),
+        E::KeyTooSmall { .. } => {
+            "make a new one: certassert key generate --key new.pem --bits 2048".into()
+        }
+        E::UnsupportedKeySize { .. } => "--bits 2048, 3072 or 4096".into(),
+        E::Pkcs11(P::NotRsa { .. } | P::KeyTooSmall { .. }) => new_pkcs11.into(),
+        E::Pkcs11(P::CertificateMismatch { .. }) => {
+            "store a new one with certassert cert create --key … --store, or pass --cert".into()
+        }
+        E::Pkcs11(P::LabelMissing { .. }) => "or --label NAME".into(),
+        E::Pkcs11(P::LabelConflict { .. }) => "the label given with --label".into(),
+        E::Tpm(T::NotRsa { .. }) => "make one: certassert key generate --key tpm:…".into(),
+        E::Tpm(T::NoPersistentKey { handle, .. }) => format!(
+            "or make a key there: certassert key generate --key tpm:handle={handle:#010x}"
+        ),
+        E::Tpm(T::KeySizeRefused { .. }) => "--bits 2048".into(),
+        _ => return None,
+    })
 }
 
 /// `--tenant` and `--client-id`, shared by `assertion`, `token` and `doctor`.

@@ -5,7 +5,7 @@
 
 use super::{Algorithm, Error, Signer};
 use crate::der;
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Callbacks, NoCallbacks, Secret, SecretKind, SecretRequest, SecretSource};
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
@@ -77,13 +77,28 @@ enum Plain {
 
 impl SoftwareSigner {
     /// Load a key file. `password` unlocks encrypted PKCS#8 and PKCS#12; when it is absent
-    /// an empty password is tried (as `openssl pkcs12 -passout pass:` writes) and then,
-    /// only on a terminal, the user is asked.
+    /// an empty password is tried (as `openssl pkcs12 -passout pass:` writes), and nobody
+    /// is asked: see [`SoftwareSigner::from_file_with`].
     ///
     /// # Errors
     /// Unreadable file, unknown format, wrong password, a non-RSA key, or an RSA key
     /// outside 2048–8192 bits. Each message names the file and what to do.
     pub fn from_file(path: &Path, password: Option<&SecretSource>) -> Result<Self, Error> {
+        Self::from_file_with(path, password, &NoCallbacks)
+    }
+
+    /// As [`SoftwareSigner::from_file`], asking `callbacks` for the password when the
+    /// file is encrypted, no `password` source is given and the empty password fails
+    /// (and for a `prompt` source).
+    ///
+    /// # Errors
+    /// As [`SoftwareSigner::from_file`]; [`Error::Secret`] when the password is needed
+    /// and `callbacks` cannot ask.
+    pub fn from_file_with(
+        path: &Path,
+        password: Option<&SecretSource>,
+        callbacks: &dyn Callbacks,
+    ) -> Result<Self, Error> {
         let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
             path: path.into(),
             source,
@@ -91,6 +106,7 @@ impl SoftwareSigner {
         Loader {
             path,
             password,
+            callbacks,
             asked: None,
         }
         .load(&data)
@@ -113,6 +129,7 @@ impl SoftwareSigner {
 struct Loader<'a> {
     path: &'a Path,
     password: Option<&'a SecretSource>,
+    callbacks: &'a dyn Callbacks,
     /// A password typed at the prompt, kept for a second encrypted object in the file.
     asked: Option<Secret>,
 }
@@ -219,12 +236,18 @@ impl Loader<'_> {
         }
     }
 
+    fn request(&self) -> SecretRequest {
+        SecretRequest::new(
+            SecretKind::Password,
+            format!("password for {}", self.path.display()),
+        )
+    }
+
     /// The password to try, in order: the configured source; else "" then a prompt.
     fn passwords(&mut self) -> Result<Vec<Option<Secret>>, Error> {
         match self.password {
             Some(source) => {
-                let what = format!("password for {}", self.path.display());
-                let secret = source.read(&what).map_err(|source| Error::Secret {
+                let secret = source.read(&self.request(), self.callbacks).map_err(|source| Error::Secret {
                     path: self.path.into(),
                     source,
                 })?;
@@ -238,15 +261,14 @@ impl Loader<'_> {
         if let Some(s) = &self.asked {
             return Ok(s.clone());
         }
-        let what = format!("password for {}", self.path.display());
-        let secret = crate::secret::prompt(
-            &what,
-            "?password-source=env:VAR or file:PATH to the key reference",
-        )
-        .map_err(|source| Error::Secret {
-            path: self.path.into(),
-            source,
-        })?;
+        let request = self.request();
+        let secret = self
+            .callbacks
+            .request_secret(&request)
+            .ok_or_else(|| Error::Secret {
+                path: self.path.into(),
+                source: request.cannot_ask(),
+            })?;
         self.asked = Some(secret.clone());
         Ok(secret)
     }
@@ -504,11 +526,7 @@ pub fn generate_software_key(bits: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
         2048 => KeySize::Rsa2048,
         3072 => KeySize::Rsa3072,
         4096 => KeySize::Rsa4096,
-        other => {
-            return Err(Error::Generate(format!(
-                "--bits {other}: choose 2048, 3072 or 4096"
-            )))
-        }
+        bits => return Err(Error::UnsupportedKeySize { bits }),
     };
     let key =
         KeyPair::generate(size).map_err(|_| Error::Generate("RSA key generation failed".into()))?;
