@@ -9,7 +9,8 @@
 mod common;
 
 use certassert::keyref::KeyRef;
-use certassert::signer::{self, tpm::TpmSigner};
+use certassert::secret::NoCallbacks;
+use certassert::signer::{self, tpm::TpmError, tpm::TpmSigner};
 use certassert::{Algorithm, Signer};
 use common::swtpm::Swtpm;
 use common::{
@@ -53,15 +54,30 @@ fn provider_public_key(tpm: &Swtpm, key: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// Parse and open a `tpm:` reference as the library does, with nobody to ask for a password.
+fn try_open(uri: &str) -> Result<TpmSigner, String> {
+    let parsed = uri.parse().map_err(|e| format!("{e}"))?;
+    TpmSigner::open(&parsed, &NoCallbacks).map_err(|e| e.to_string())
+}
+
 fn open(uri: &str) -> TpmSigner {
-    TpmSigner::open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}"))
+    try_open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}"))
 }
 
 fn open_err(uri: &str) -> String {
-    match TpmSigner::open(uri) {
+    match try_open(uri) {
         Ok(s) => panic!("{uri} opened as {s:?}; expected an error"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
+}
+
+/// `signer::generate` with nobody to ask for a password.
+fn generate(
+    keyref: &KeyRef,
+    bits: usize,
+    label: Option<&str>,
+) -> Result<Box<dyn Signer>, signer::Error> {
+    signer::generate(keyref, bits, label, &NoCallbacks)
 }
 
 /// Sign with both algorithms and check with the rsa crate (strict salt 32).
@@ -205,7 +221,7 @@ fn generated_key_file_is_read_and_used_by_openssl_tpm2_provider() {
     let key = dir.path().join("made.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
     let keyref: KeyRef = uri.parse().unwrap();
-    let signer = signer::generate(&keyref, 2048, None).unwrap_or_else(|e| panic!("{e}"));
+    let signer = generate(&keyref, 2048, None).unwrap_or_else(|e| panic!("{e}"));
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
@@ -247,7 +263,7 @@ fn generated_key_file_is_read_and_used_by_openssl_tpm2_provider() {
     tpm.flush_transients(); // tpm2-openssl's own leftovers, if any
 
     // Never overwritten.
-    let again = signer::generate(&keyref, 2048, None)
+    let again = generate(&keyref, 2048, None)
         .unwrap_err()
         .to_string();
     assert!(again.contains("exists"), "{again}");
@@ -258,7 +274,7 @@ fn generated_persistent_key_signs_and_an_occupied_handle_is_refused() {
     let tpm = Swtpm::start();
     let dir = tempdir();
     let keyref: KeyRef = key_ref(&tpm, "handle=0x81000020").parse().unwrap();
-    let signer = signer::generate(&keyref, 2048, Some("ignored")).unwrap_or_else(|e| panic!("{e}"));
+    let signer = generate(&keyref, 2048, Some("ignored")).unwrap_or_else(|e| panic!("{e}"));
     signs_both(signer.as_ref(), "generated persistent key");
     let spki = signer.public_key_der().to_vec();
     drop(signer);
@@ -275,7 +291,7 @@ fn generated_persistent_key_signs_and_an_occupied_handle_is_refused() {
         "tpm2_readpublic sees the key we made"
     );
 
-    let err = signer::generate(&keyref, 2048, None)
+    let err = generate(&keyref, 2048, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -470,7 +486,7 @@ fn sigint_flushes_the_loaded_key() {
     let dir = tempdir();
     let key = dir.path().join("k.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
-    drop(signer::generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
     assert_eq!(tpm.transient_handles(), Vec::<String>::new());
 
     let (status, left) = interrupt_child(&tpm, &uri, true);
@@ -501,7 +517,7 @@ fn reconnects_once_after_swtpm_restarts() {
     let dir = tempdir();
     let key = dir.path().join("k.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
-    let signer = signer::generate(&uri.parse().unwrap(), 2048, None).unwrap();
+    let signer = generate(&uri.parse().unwrap(), 2048, None).unwrap();
     signs_both(signer.as_ref(), "before restart");
 
     tpm.restart();
@@ -553,7 +569,7 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
             pass.display()
         )
     };
-    let signer = signer::generate(&with(&good).parse().unwrap(), 2048, None).unwrap();
+    let signer = generate(&with(&good).parse().unwrap(), 2048, None).unwrap();
     signs_both(signer.as_ref(), "password key, right password");
     drop(signer);
 
@@ -669,7 +685,7 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
     let other = Swtpm::start();
     let foreign = d.join("foreign.tss2.pem");
     drop(
-        signer::generate(
+        generate(
             &key_ref(&other, &format!("key={}", foreign.display()))
                 .parse()
                 .unwrap(),
@@ -791,8 +807,12 @@ fn ps256_host_side_fallback_and_sign_only_keys() {
     );
     let signer = open(&key_ref(&tpm, "handle=0x81000011"));
     signs_both(&signer, "sign-only key");
-    let err = signer.sign_ps256_on_host(b"m").unwrap_err().to_string();
-    assert!(err.contains(signer::tpm::NO_RFC7518_PS256), "{err}");
+    let err = signer.sign_ps256_on_host(b"m").unwrap_err();
+    assert!(
+        matches!(err, signer::Error::Tpm(TpmError::NoRfc7518Ps256 { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot produce RFC 7518 PS256; use RS256"));
     drop(signer);
 
     // A key whose scheme is fixed to RSASSA-SHA256 offers RS256 only.
