@@ -162,7 +162,7 @@ pub enum SecretError {
         mode: u32,
     },
     /// The secret had to be asked for and the caller's [`Callbacks`] could not ask.
-    #[error("no {what} was given and none can be asked for here (standard input is not a terminal, or nobody to ask); add ?{attribute}=env:VAR or ?{attribute}=file:PATH to the key reference")]
+    #[error("no {what} was given and none can be asked for (standard input is not a terminal, or the program cannot prompt); add ?{attribute}=env:VAR or ?{attribute}=file:PATH to the key reference")]
     CannotAsk {
         /// What the secret unlocks.
         what: String,
@@ -321,7 +321,9 @@ mod tests {
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(
-            SecretSource::File(path.clone()).read(&pin(), &NoCallbacks).is_ok(),
+            SecretSource::File(path.clone())
+                .read(&pin(), &NoCallbacks)
+                .is_ok(),
             "group-readable is a service pattern"
         );
         for mode in [0o644, 0o604, 0o660] {

@@ -846,7 +846,8 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     use std::os::unix::fs::PermissionsExt as _;
     let f = Fixture::new();
     let running = start(&[&f.app], None, false);
-    let counting = Counting::new(signer::open(&f.app.keyref(), &certassert::secret::NoCallbacks).unwrap());
+    let counting =
+        Counting::new(signer::open(&f.app.keyref(), &certassert::secret::NoCallbacks).unwrap());
     let cache_dir = f.dir.path().join("cache");
     let client = Client::new(quick(), Some(Cache::open(&cache_dir).unwrap()));
     let cred = Credential {

@@ -263,9 +263,7 @@ fn generated_key_file_is_read_and_used_by_openssl_tpm2_provider() {
     tpm.flush_transients(); // tpm2-openssl's own leftovers, if any
 
     // Never overwritten.
-    let again = generate(&keyref, 2048, None)
-        .unwrap_err()
-        .to_string();
+    let again = generate(&keyref, 2048, None).unwrap_err().to_string();
     assert!(again.contains("exists"), "{again}");
 }
 
@@ -291,9 +289,7 @@ fn generated_persistent_key_signs_and_an_occupied_handle_is_refused() {
         "tpm2_readpublic sees the key we made"
     );
 
-    let err = generate(&keyref, 2048, None)
-        .unwrap_err()
-        .to_string();
+    let err = generate(&keyref, 2048, None).unwrap_err().to_string();
     assert!(
         err.contains("0x81000020 is occupied") && err.contains("tpm2_evictcontrol"),
         "{err}"
@@ -812,7 +808,9 @@ fn ps256_host_side_fallback_and_sign_only_keys() {
         matches!(err, signer::Error::Tpm(TpmError::NoRfc7518Ps256 { .. })),
         "{err}"
     );
-    assert!(err.to_string().contains("cannot produce RFC 7518 PS256; use RS256"));
+    assert!(err
+        .to_string()
+        .contains("cannot produce RFC 7518 PS256; use RS256"));
     drop(signer);
 
     // A key whose scheme is fixed to RSASSA-SHA256 offers RS256 only.

@@ -136,7 +136,12 @@ pub fn generate_key(
     bits: usize,
     label: Option<&str>,
 ) -> std::result::Result<Box<dyn Signer>, KeyError> {
-    Ok(signer::generate(keyref, bits, label, &prompt::TerminalPrompt)?)
+    Ok(signer::generate(
+        keyref,
+        bits,
+        label,
+        &prompt::TerminalPrompt,
+    )?)
 }
 
 /// A signer error with what to type about it: the library names no command-line flags,
@@ -188,9 +193,9 @@ fn key_hint(e: &signer::Error) -> Option<String> {
         E::Pkcs11(P::LabelMissing { .. }) => "or --label NAME".into(),
         E::Pkcs11(P::LabelConflict { .. }) => "the label given with --label".into(),
         E::Tpm(T::NotRsa { .. }) => "make one: certassert key generate --key tpm:…".into(),
-        E::Tpm(T::NoPersistentKey { handle, .. }) => format!(
-            "or make a key there: certassert key generate --key tpm:handle={handle:#010x}"
-        ),
+        E::Tpm(T::NoPersistentKey { handle, .. }) => {
+            format!("or make a key there: certassert key generate --key tpm:handle={handle:#010x}")
+        }
         E::Tpm(T::KeySizeRefused { .. }) => "--bits 2048".into(),
         _ => return None,
     })

@@ -92,9 +92,9 @@ impl Pkcs11Uri {
     /// An unknown attribute, a repeated one, malformed percent-encoding, or a value of the
     /// wrong form; the error names the attribute.
     pub fn parse(uri: &str) -> Result<Self, KeyRefError> {
-        let rest = uri.strip_prefix("pkcs11:").ok_or_else(|| {
-            bad(uri, "a PKCS#11 URI starts with pkcs11:")
-        })?;
+        let rest = uri
+            .strip_prefix("pkcs11:")
+            .ok_or_else(|| bad(uri, "a PKCS#11 URI starts with pkcs11:"))?;
         let (path, query) = split_query(rest);
         let mut out = Self::default();
         for pair in path.split(';').filter(|p| !p.is_empty()) {
@@ -138,14 +138,18 @@ impl Pkcs11Uri {
                     set_once(uri, attr, &mut out.object_type, t)?;
                 }
                 // RFC 7512 attributes that select a library, not a token: accepted, unused.
-                "library-manufacturer" | "library-description" | "library-version"
-                | "slot-description" | "slot-manufacturer" => {}
+                "library-manufacturer"
+                | "library-description"
+                | "library-version"
+                | "slot-description"
+                | "slot-manufacturer" => {}
                 other => {
                     return Err(KeyRefError::UnknownAttribute {
                         reference: without_query(uri),
                         part: "path",
                         attr: other.to_string(),
-                        known: "known: token, manufacturer, serial, model, slot-id, object, id, type",
+                        known:
+                            "known: token, manufacturer, serial, model, slot-id, object, id, type",
                     })
                 }
             }
@@ -192,9 +196,7 @@ impl Pkcs11Uri {
                     let source = parse_source(uri, "pin-source", &value)?;
                     set_once(uri, "the PIN", &mut self.pin, source)?;
                 }
-                "pin-value" => {
-                    set_once(uri, "the PIN", &mut self.pin, SecretSource::Value(value))?
-                }
+                "pin-value" => set_once(uri, "the PIN", &mut self.pin, SecretSource::Value(value))?,
                 // Accepted by RFC 7512; certassert has nothing to do with them.
                 "module-version" => {}
                 // Token attributes in the query are how piv: references narrow the card.

@@ -55,10 +55,12 @@ impl TpmUri {
     /// # Errors
     /// An attribute that is missing, unknown, repeated or malformed; the error names it.
     pub fn parse(uri: &str) -> Result<Self, KeyRefError> {
-        let rest = uri.strip_prefix("tpm:").ok_or_else(|| KeyRefError::BadValue {
-            reference: without_query(uri),
-            detail: "a TPM key reference starts with tpm:".into(),
-        })?;
+        let rest = uri
+            .strip_prefix("tpm:")
+            .ok_or_else(|| KeyRefError::BadValue {
+                reference: without_query(uri),
+                detail: "a TPM key reference starts with tpm:".into(),
+            })?;
         let (path, query) = split_query(rest);
         let mut key = None;
         for attr in path.split(';').filter(|a| !a.is_empty()) {
@@ -67,7 +69,10 @@ impl TpmUri {
             let location = match name {
                 "handle" => KeyLocation::Handle(parse_handle(uri, &value)?),
                 "key" if value.is_empty() => {
-                    return Err(bad(uri, "tpm:key= needs the path of a TSS2 PRIVATE KEY file"))
+                    return Err(bad(
+                        uri,
+                        "tpm:key= needs the path of a TSS2 PRIVATE KEY file",
+                    ))
                 }
                 "key" => KeyLocation::File(PathBuf::from(value)),
                 other => {
@@ -185,7 +190,9 @@ fn parse_handle(uri: &str, text: &str) -> Result<u32, KeyRefError> {
     let handle = parsed.map_err(|_| {
         bad(
             uri,
-            &format!("handle=\"{text}\" is not a number; write a persistent handle such as 0x81000001"),
+            &format!(
+                "handle=\"{text}\" is not a number; write a persistent handle such as 0x81000001"
+            ),
         )
     })?;
     if handle >> 24 != 0x81 {

@@ -247,10 +247,12 @@ impl Loader<'_> {
     fn passwords(&mut self) -> Result<Vec<Option<Secret>>, Error> {
         match self.password {
             Some(source) => {
-                let secret = source.read(&self.request(), self.callbacks).map_err(|source| Error::Secret {
-                    path: self.path.into(),
-                    source,
-                })?;
+                let secret = source
+                    .read(&self.request(), self.callbacks)
+                    .map_err(|source| Error::Secret {
+                        path: self.path.into(),
+                        source,
+                    })?;
                 Ok(vec![Some(secret)])
             }
             None => Ok(vec![Some(Secret::new(String::new())), None]),

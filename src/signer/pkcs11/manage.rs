@@ -32,7 +32,7 @@ pub fn generate(
     let label = match (uri.object.as_deref(), label) {
         (Some(a), Some(b)) if a != b => {
             return Err(Pkcs11Error::LabelConflict {
-                reference: uri.clone(),
+                reference: uri.to_string(),
                 in_uri: a.to_string(),
                 given: b.to_string(),
             }
@@ -41,7 +41,7 @@ pub fn generate(
         (Some(a), _) | (None, Some(a)) => a.to_string(),
         (None, None) => {
             return Err(Pkcs11Error::LabelMissing {
-                reference: uri.clone(),
+                reference: uri.to_string(),
             }
             .into())
         }

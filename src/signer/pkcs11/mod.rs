@@ -70,8 +70,8 @@ pub enum Pkcs11Error {
     Sign {
         /// The algorithm.
         alg: crate::signer::Algorithm,
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// The token label.
         token: String,
         /// What the failure usually means (` (the token was removed: …)`), or empty.
@@ -87,8 +87,8 @@ pub enum Pkcs11Error {
     NoKey {
         /// The token label.
         token: String,
-        /// The reference (without its query).
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// A hint about the URI (`; did you mean id=%02?`), or empty.
         hint: String,
         /// The keys the token does hold.
@@ -105,38 +105,40 @@ pub enum Pkcs11Error {
     /// The key is not RSA.
     #[error("{reference} is a {kind} key; Entra ID accepts RSA certificate credentials only: make an RSA key")]
     NotRsa {
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// The key type the token reports.
         kind: String,
     },
     /// The RSA key is under 2048 bits.
     #[error("{reference}: the RSA key is {bits} bits; Entra ID requires at least 2048")]
     KeyTooSmall {
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// Its modulus size.
         bits: usize,
     },
     /// The certificate stored under the key's CKA_ID is for another key.
     #[error("{reference}: the certificate stored with id={id} does not belong to this key (Entra would answer AADSTS700027); replace the stored certificate or use another one")]
     CertificateMismatch {
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// The CKA_ID, as RFC 7512 writes it.
         id: String,
     },
     /// A key to generate has no label: neither `object=` nor a label was given.
     #[error("{reference}: name the new key with object=NAME in the URI (or give a label), so it can be found again")]
     LabelMissing {
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
     },
     /// A key to generate has two different labels.
-    #[error("{reference} says object={in_uri} but the label given is {given}; give the label once")]
+    #[error(
+        "{reference} says object={in_uri} but the label given is {given}; give the label once"
+    )]
     LabelConflict {
-        /// The reference.
-        reference: Pkcs11Uri,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
         /// The URI's `object=`.
         in_uri: String,
         /// The label passed besides.

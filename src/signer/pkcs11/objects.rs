@@ -3,8 +3,8 @@
 //! certificate stored beside it under the same CKA_ID.
 
 use super::token::Token;
-use crate::keyref::{ObjectType, Pkcs11Uri};
 use super::{id_text, uri_escape, Pkcs11Error};
+use crate::keyref::{ObjectType, Pkcs11Uri};
 use cryptoki::object::{
     Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -50,7 +50,7 @@ pub fn find_key(token: &Token, uri: &Pkcs11Uri) -> Result<FoundKey, Pkcs11Error>
                 },
                 None => Pkcs11Error::NoKey {
                     token: token.label.clone(),
-                    reference: uri.clone(),
+                    reference: uri.to_string(),
                     hint: uri.hex_id_hint()
                         .map(|rfc| format!(" (RFC 7512 writes CKA_ID bytes percent-encoded: did you mean id={rfc}?)"))
                         .unwrap_or_default(),
@@ -67,7 +67,11 @@ pub fn find_key(token: &Token, uri: &Pkcs11Uri) -> Result<FoundKey, Pkcs11Error>
     })
 }
 
-fn describe_key(s: &Session, handle: ObjectHandle, uri: &Pkcs11Uri) -> Result<FoundKey, Pkcs11Error> {
+fn describe_key(
+    s: &Session,
+    handle: ObjectHandle,
+    uri: &Pkcs11Uri,
+) -> Result<FoundKey, Pkcs11Error> {
     let attrs = s
         .get_attributes(
             handle,
@@ -102,7 +106,7 @@ fn describe_key(s: &Session, handle: ObjectHandle, uri: &Pkcs11Uri) -> Result<Fo
         Some(KeyType::RSA) | None => {}
         Some(other) => {
             return Err(Pkcs11Error::NotRsa {
-                reference: uri.clone(),
+                reference: uri.to_string(),
                 kind: other.to_string(),
             })
         }
@@ -121,7 +125,7 @@ pub fn list_keys(s: &Session) -> String {
         return "the private keys could not be listed".into();
     };
     if handles.is_empty() {
-        return "the token holds no private key (certassert key generate --key 'pkcs11:…;object=NAME' makes one)".into();
+        return "the token holds no private key yet (generate one there, named by object=NAME)".into();
     }
     let mut lines = Vec::new();
     for h in handles {

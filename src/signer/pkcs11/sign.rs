@@ -78,20 +78,17 @@ impl Pkcs11Signer {
             .unwrap_or(0);
         if bits < 2048 {
             return Err(Pkcs11Error::KeyTooSmall {
-                reference: uri.clone(),
+                reference: uri.to_string(),
                 bits,
             });
         }
         let cert = match certs.as_slice() {
             [] => None,
-            _ => match certs
-                .iter()
-                .find(|(_, der)| cert_matches(der, &spki))
-            {
+            _ => match certs.iter().find(|(_, der)| cert_matches(der, &spki)) {
                 Some((_, der)) => Some(der.clone()),
                 None => {
                     return Err(Pkcs11Error::CertificateMismatch {
-                        reference: uri.clone(),
+                        reference: uri.to_string(),
                         id: id_text(&key.id),
                     })
                 }
@@ -284,7 +281,7 @@ impl Signer for Pkcs11Signer {
                     };
                     return Err(Pkcs11Error::Sign {
                         alg,
-                        reference: self.uri.clone(),
+                        reference: self.uri.to_string(),
                         token: self.token.label.clone(),
                         hint,
                         source: Box::new(e),

@@ -148,7 +148,12 @@ pub(crate) fn generate(
                 ctx.execute_with_session(Some(AuthSession::Password), |c| {
                     c.evict_control(Provision::Owner, ObjectHandle::from(key), p)
                 })
-                .map_err(|e| tss(format!("making the key persistent at {handle:#010x} failed"), e))
+                .map_err(|e| {
+                    tss(
+                        format!("making the key persistent at {handle:#010x} failed"),
+                        e,
+                    )
+                })
             });
             flush(ctx, key);
             let mut persisted = evicted?;

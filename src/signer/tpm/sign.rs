@@ -20,7 +20,6 @@ use tss_esapi::structures::{
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::Context;
 
-
 /// What a TPM RSA key can do for us, read from its public area.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyInfo {

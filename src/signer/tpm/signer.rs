@@ -7,7 +7,9 @@
 //! reload the key, check it is the same key, sign again — with the secrets read when the
 //! key was opened, never asking again.
 
-use super::context::{connect, describe, flush, is_connection_error, is_key_gone, load_key, LoadedKey};
+use super::context::{
+    connect, describe, flush, is_connection_error, is_key_gone, load_key, LoadedKey,
+};
 use super::generate;
 use super::interrupt;
 use super::keyfile::TssKey;
@@ -142,9 +144,11 @@ impl TpmSigner {
                         SecretKind::TpmAuth,
                         format!("password of the TPM key ({what})"),
                     );
-                    auth = Some(callbacks.request_secret(&request).ok_or_else(|| {
-                        TpmError::AuthNeeded { path: path.clone() }
-                    })?);
+                    auth = Some(
+                        callbacks
+                            .request_secret(&request)
+                            .ok_or_else(|| TpmError::AuthNeeded { path: path.clone() })?,
+                    );
                 }
                 Some(tss)
             }
