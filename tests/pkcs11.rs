@@ -116,6 +116,49 @@ fn assert_jwt_verifies(dir: &Path, jwt: &str, cert_pem: &Path) {
 // ---- library level (each in its own process: one SoftHSM2 configuration per process) ----
 
 #[test]
+fn a_pin_without_pin_source_is_asked_through_the_callbacks_once() {
+    isolated(
+        "a_pin_without_pin_source_is_asked_through_the_callbacks_once",
+        |hsm| hsm.keypairgen("app", "01", &[]),
+        |hsm| {
+            use std::sync::atomic::Ordering::SeqCst;
+            let uri = format!("pkcs11:token={TOKEN};object=app?module-path={MODULE}")
+                .parse()
+                .unwrap();
+            let right = Answer(hsm.pin(), Default::default());
+            let signer = Pkcs11Signer::open(&uri, &right).expect("opens with the answered PIN");
+            signer.sign(Algorithm::Rs256, b"m").unwrap();
+            assert_eq!(right.1.load(SeqCst), 1);
+            // Closing the last session logs the token out, so the next open logs in again.
+            drop(signer);
+            // A wrong answer is presented once and never asked for again.
+            let wrong = Answer("00000000".into(), Default::default());
+            let e = Pkcs11Signer::open(&uri, &wrong).unwrap_err();
+            assert!(matches!(e, Pkcs11Error::WrongPin { .. }), "{e}");
+            assert_eq!(wrong.1.load(SeqCst), 1);
+            // Nobody to ask: the error names the attribute to add.
+            let e = Pkcs11Signer::open(&uri, &certassert::secret::NoCallbacks).unwrap_err();
+            assert!(matches!(e, Pkcs11Error::PinNeeded { .. }), "{e}");
+        },
+    );
+}
+
+/// Callbacks that answer every request with one PIN and count the requests.
+struct Answer(String, std::sync::atomic::AtomicUsize);
+
+impl certassert::secret::Callbacks for Answer {
+    fn request_secret(
+        &self,
+        request: &certassert::secret::SecretRequest,
+    ) -> Option<certassert::secret::Secret> {
+        assert_eq!(request.kind, certassert::secret::SecretKind::Pin);
+        assert!(request.description.contains(TOKEN), "{request:?}");
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(certassert::secret::Secret::new(self.0.clone()))
+    }
+}
+
+#[test]
 fn conformance_suite_on_a_pkcs11_tool_key() {
     isolated(
         "conformance_suite_on_a_pkcs11_tool_key",

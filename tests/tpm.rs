@@ -71,6 +71,35 @@ fn open_err(uri: &str) -> String {
     }
 }
 
+/// Callbacks that answer every request with one secret and record what was asked.
+struct Answer {
+    secret: String,
+    asked: std::sync::Mutex<Vec<certassert::secret::SecretKind>>,
+}
+
+impl Answer {
+    fn new(secret: &str) -> Self {
+        Self {
+            secret: secret.into(),
+            asked: Default::default(),
+        }
+    }
+
+    fn requests(&self) -> Vec<certassert::secret::SecretKind> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl certassert::secret::Callbacks for Answer {
+    fn request_secret(
+        &self,
+        request: &certassert::secret::SecretRequest,
+    ) -> Option<certassert::secret::Secret> {
+        self.asked.lock().unwrap().push(request.kind);
+        Some(certassert::secret::Secret::new(self.secret.clone()))
+    }
+}
+
 /// `signer::generate` with nobody to ask for a password.
 fn generate(
     keyref: &KeyRef,
@@ -583,6 +612,19 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         err.contains("has a password") && err.contains("auth-source="),
         "{err}"
     );
+    // ... unless the caller's callbacks can ask: then they are asked, once, for the
+    // key's authorization (auth-source=, not password-source=).
+    let no_source: certassert::keyref::TpmUri = key_ref(&tpm, &format!("key={}", key.display()))
+        .parse()
+        .unwrap();
+    let asked = Answer::new("correct horse");
+    let signer = TpmSigner::open(&no_source, &asked).expect("opens with the answered password");
+    signs_both(&signer, "password asked through the callbacks");
+    assert_eq!(
+        asked.requests(),
+        vec![certassert::secret::SecretKind::TpmAuth]
+    );
+    drop(signer);
     // The same through the CLI, with no libtss2 log lines.
     tpm.tpm2_tools_persistent_key(d, "0x81000010", "rsa2048", None);
     cli_ok(
@@ -653,7 +695,14 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         "{err}"
     );
 
-    // Missing handle.
+    // Missing handle; the TSS error is kept as the source.
+    let missing: certassert::keyref::TpmUri = key_ref(&tpm, "handle=0x81000099").parse().unwrap();
+    match TpmSigner::open(&missing, &NoCallbacks) {
+        Err(signer::Error::Tpm(e @ TpmError::NoPersistentKey { .. })) => {
+            assert!(e.tss().is_some(), "{e:?}");
+        }
+        other => panic!("expected NoPersistentKey, got {other:?}"),
+    }
     let err = open_err(&key_ref(&tpm, "handle=0x81000099"));
     assert!(
         err.contains("no key is persisted at handle 0x81000099")

@@ -125,7 +125,8 @@ pub fn list_keys(s: &Session) -> String {
         return "the private keys could not be listed".into();
     };
     if handles.is_empty() {
-        return "the token holds no private key yet (generate one there, named by object=NAME)".into();
+        return "the token holds no private key yet (generate one there, named by object=NAME)"
+            .into();
     }
     let mut lines = Vec::new();
     for h in handles {
