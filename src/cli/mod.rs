@@ -394,3 +394,25 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_errors_get_their_flag_hint_at_the_edge() {
+        let e = KeyError::from(signer::Error::KeyTooSmall {
+            path: "k.pem".into(),
+            bits: 1024,
+        });
+        assert_eq!(
+            e.to_string(),
+            "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
+             (make a new one: certassert key generate --key new.pem --bits 2048)"
+        );
+        let e = KeyError::from(signer::Error::AlgorithmUnavailable {
+            alg: certassert::Algorithm::Ps256,
+        });
+        assert_eq!(e.to_string(), "this key cannot sign PS256");
+    }
+}

@@ -353,3 +353,56 @@ pub fn verify(spki: &[u8], alg: Algorithm, message: &[u8], signature: &[u8]) -> 
         .verify(params, message, signature)
         .map_err(|_| format!("the {alg} signature does not verify with this public key"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::NoCallbacks;
+
+    #[test]
+    fn hardware_references_without_their_backend_say_which_feature() {
+        for (reference, feature, built) in [
+            (
+                "pkcs11:token=t;object=k",
+                "pkcs11",
+                cfg!(feature = "pkcs11"),
+            ),
+            ("piv:9c", "pkcs11", cfg!(feature = "pkcs11")),
+            ("tpm:handle=0x81000001", "tpm", cfg!(feature = "tpm")),
+        ] {
+            if built {
+                continue;
+            }
+            let key: KeyRef = reference.parse().unwrap();
+            match open(&key, &NoCallbacks) {
+                Err(e @ Error::BackendMissing { .. }) => {
+                    assert!(
+                        e.to_string()
+                            .contains(&format!("rebuild with --features {feature}")),
+                        "{e}"
+                    );
+                }
+                other => panic!("{reference}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn generate_refuses_files_piv_slots_and_odd_sizes_before_any_backend() {
+        let file: KeyRef = "k.pem".parse().unwrap();
+        assert!(matches!(
+            generate(&file, 2048, None, &NoCallbacks),
+            Err(Error::GenerateUnsupported { .. })
+        ));
+        let piv: KeyRef = "piv:9c".parse().unwrap();
+        assert!(matches!(
+            generate(&piv, 2048, None, &NoCallbacks),
+            Err(Error::GenerateUnsupported { .. })
+        ));
+        let tpm: KeyRef = "tpm:key=/nonexistent/dir/k.tss2.pem".parse().unwrap();
+        assert!(matches!(
+            generate(&tpm, 1024, None, &NoCallbacks),
+            Err(Error::UnsupportedKeySize { bits: 1024 })
+        ));
+    }
+}
