@@ -179,20 +179,18 @@ fn key_hint(e: &signer::Error) -> Option<String> {
     use signer::pkcs11::Pkcs11Error as P;
     use signer::tpm::TpmError as T;
     use signer::Error as E;
-    let new_pkcs11 = "make one: certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
+    let new_pkcs11 = "certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
     Some(match e {
-        E::NotRsa { .. } => "make one: certassert key generate --key new.pem".into(),
-        E::KeyTooSmall { .. } => {
-            "make a new one: certassert key generate --key new.pem --bits 2048".into()
-        }
+        E::NotRsa { .. } => "certassert key generate --key new.pem".into(),
+        E::KeyTooSmall { .. } => "certassert key generate --key new.pem --bits 2048".into(),
         E::UnsupportedKeySize { .. } => "--bits 2048, 3072 or 4096".into(),
         E::Pkcs11(P::NotRsa { .. } | P::KeyTooSmall { .. }) => new_pkcs11.into(),
         E::Pkcs11(P::CertificateMismatch { .. }) => {
             "store a new one with certassert cert create --key … --store, or pass --cert".into()
         }
-        E::Pkcs11(P::LabelMissing { .. }) => "or --label NAME".into(),
-        E::Pkcs11(P::LabelConflict { .. }) => "the label given with --label".into(),
-        E::Tpm(T::NotRsa { .. }) => "make one: certassert key generate --key tpm:…".into(),
+        E::Pkcs11(P::LabelMissing { .. }) => "--label NAME".into(),
+        E::Pkcs11(P::LabelConflict { .. }) => "in the URI or with --label".into(),
+        E::Tpm(T::NotRsa { .. }) => "certassert key generate --key tpm:…".into(),
         E::Tpm(T::NoPersistentKey { handle, .. }) => {
             format!("or make a key there: certassert key generate --key tpm:handle={handle:#010x}")
         }
@@ -408,7 +406,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
-             (make a new one: certassert key generate --key new.pem --bits 2048)"
+             (certassert key generate --key new.pem --bits 2048)"
         );
         let e = KeyError::from(signer::Error::AlgorithmUnavailable {
             alg: certassert::Algorithm::Ps256,

@@ -127,7 +127,7 @@ pub enum Pkcs11Error {
         id: String,
     },
     /// A key to generate has no label: neither `object=` nor a label was given.
-    #[error("{reference}: name the new key with object=NAME in the URI (or give a label), so it can be found again")]
+    #[error("{reference}: name the new key with object=NAME in the URI, or give a label, so it can be found again")]
     LabelMissing {
         /// The reference, as its redacted `Display` prints it.
         reference: String,
