@@ -6,12 +6,12 @@
 //! [`TpmError`] compiles in every build (the `tss_esapi::Error` it keeps is boxed), so
 //! [`crate::signer::Error`] has the same variants with or without the `tpm` feature.
 //! With the feature:
-//! - [`keyfile`] reads and writes TSS2 key files;
+//! - `keyfile` reads and writes TSS2 key files;
 //! - `context` connects, builds the standard primary and loads keys;
 //! - `sign` does RS256 / PS256 (with the strict-salt check and host-side fallback);
-//! - `generate` makes keys; `signer` holds [`TpmSigner`]: the ESYS context and the key
+//! - `generate` makes keys; `signer` holds `TpmSigner`: the ESYS context and the key
 //!   behind one mutex;
-//! - [`interrupt`] flushes transient objects on Ctrl-C / SIGTERM.
+//! - `interrupt` flushes transient objects on Ctrl-C / SIGTERM.
 
 #[cfg(feature = "tpm")]
 mod context;
@@ -37,8 +37,8 @@ pub use crate::keyref::TpmUri;
 
 use std::path::PathBuf;
 
-/// A backend error kept as the source: a [`TssError`] wrapping the `tss_esapi::Error`
-/// (see [`TpmError::tss`]), or for [`TpmError::Reconnect`] the error reconnecting gave.
+/// A backend error kept as the source: a `TssError` wrapping the `tss_esapi::Error`
+/// (see `TpmError::tss`), or for [`TpmError::Reconnect`] the error reconnecting gave.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What went wrong in the TPM backend. Every message says what to do about it.
@@ -51,7 +51,7 @@ pub enum TpmError {
     Tss {
         /// What certassert was doing, or the key.
         what: String,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
         /// What to do about it (`; the key was made on another TPM …`), or empty.
         advice: String,
@@ -75,7 +75,7 @@ pub enum TpmError {
     Connect {
         /// The TCTI string.
         tcti: String,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
     },
     /// The connection broke while signing and reconnecting failed.
@@ -95,7 +95,7 @@ pub enum TpmError {
         what: String,
         /// Whether the reference had an `auth-source=`.
         auth_given: bool,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
     },
     /// The TPM is in dictionary-attack lockout.
@@ -103,7 +103,7 @@ pub enum TpmError {
     Lockout {
         /// The key.
         what: String,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
     },
     /// Nothing is persisted at the handle.
@@ -111,7 +111,7 @@ pub enum TpmError {
     NoPersistentKey {
         /// The handle.
         handle: u32,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
     },
     /// A TSS2 key file has a password, none was given and the callbacks cannot ask.
@@ -178,7 +178,7 @@ pub enum TpmError {
     KeySizeRefused {
         /// The size asked for.
         bits: usize,
-        /// The TSS error ([`TssError`]).
+        /// The TSS error (`TssError`).
         source: BoxError,
     },
 }
