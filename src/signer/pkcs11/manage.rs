@@ -245,11 +245,8 @@ pub fn init_token(
     let free = slots
         .into_iter()
         .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-        .ok_or_else(|| {
-            Pkcs11Error::Token(format!(
-                "{} has no uninitialised token to set up (SoftHSM2 always offers one: check SOFTHSM2_CONF)",
-                module.display()
-            ))
+        .ok_or_else(|| Pkcs11Error::NoFreeToken {
+            module: module.to_path_buf(),
         })?;
     let so = AuthPin::from(so_pin.expose());
     ctx.init_token(free, &so, label)
@@ -263,8 +260,8 @@ pub fn init_token(
             ctx.get_token_info(*s)
                 .is_ok_and(|i| i.label().trim_end() == label)
         })
-        .ok_or_else(|| {
-            Pkcs11Error::Token(format!("token \"{label}\" vanished after initialisation"))
+        .ok_or_else(|| Pkcs11Error::TokenVanished {
+            token: label.to_string(),
         })?;
     let session = ctx
         .open_rw_session(slot)

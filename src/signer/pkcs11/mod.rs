@@ -79,9 +79,36 @@ pub enum Pkcs11Error {
         /// The cryptoki error.
         source: BoxError,
     },
-    /// No token, or more than one, matches the URI; or the module has none to set up.
-    #[error("{0}")]
-    Token(String),
+    /// No token matches the URI.
+    #[error("no token matches {reference}; {listing}")]
+    NoToken {
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
+        /// The tokens present (or how to make one).
+        listing: String,
+    },
+    /// More than one token matches the URI.
+    #[error("{count} tokens match {reference}; add token=, serial= or slot-id= to choose one; {listing}")]
+    ManyTokens {
+        /// How many match.
+        count: usize,
+        /// The reference, as its redacted `Display` prints it.
+        reference: String,
+        /// The tokens present.
+        listing: String,
+    },
+    /// `init_token` found no uninitialised token.
+    #[error("{} has no uninitialised token to set up (SoftHSM2 always offers one: check SOFTHSM2_CONF)", .module.display())]
+    NoFreeToken {
+        /// The module.
+        module: PathBuf,
+    },
+    /// A token just initialised by `init_token` is not found again.
+    #[error("token \"{token}\" vanished after initialisation")]
+    TokenVanished {
+        /// Its label.
+        token: String,
+    },
     /// No private key on the token matches the URI.
     #[error("no private key on token \"{token}\" matches {reference}{hint}; {listing}")]
     NoKey {

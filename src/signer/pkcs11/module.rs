@@ -150,7 +150,10 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
 
 /// SoftHSM2 fails C_Initialize when its configuration is missing: say which.
 fn init_hint(path: &Path) -> String {
-    if path.to_string_lossy().contains("softhsm") {
+    let is_softhsm = path
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("libsofthsm"));
+    if is_softhsm {
         let conf =
             std::env::var("SOFTHSM2_CONF").unwrap_or_else(|_| "/etc/softhsm/softhsm2.conf".into());
         format!(" (SoftHSM2 reads {conf}: check that it exists and that its directories.tokendir is readable; softhsm/provision.sh makes a throwaway one)")

@@ -260,13 +260,15 @@ fn select(
     };
     match matching.len() {
         1 => Ok(matching.remove(0)),
-        0 => Err(Pkcs11Error::Token(format!(
-            "no token matches {uri}; {listing}"
-        ))),
-        _ => Err(Pkcs11Error::Token(format!(
-            "{} tokens match {uri}; add token=, serial= or slot-id= to choose one; {listing}",
-            matching.len()
-        ))),
+        0 => Err(Pkcs11Error::NoToken {
+            reference: uri.to_string(),
+            listing,
+        }),
+        count => Err(Pkcs11Error::ManyTokens {
+            count,
+            reference: uri.to_string(),
+            listing,
+        }),
     }
 }
 
