@@ -111,7 +111,8 @@ impl TpmSigner {
                     source,
                 })
         };
-        let auth = match &uri.auth {
+        // A key file with a password and no auth-source= is asked for below, once read.
+        let mut auth = match &uri.auth {
             Some(s) => Some(read_secret(
                 s,
                 SecretKind::TpmAuth,
@@ -128,7 +129,6 @@ impl TpmSigner {
             )?),
             None => None,
         };
-        let mut auth = auth;
         let file = match (&uri.key, &setup) {
             (KeyLocation::File(path), Setup::Open) => {
                 let data = std::fs::read(path).map_err(|source| Error::Io {
