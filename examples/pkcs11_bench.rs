@@ -12,7 +12,9 @@
 //! `MODE THREADS threads signs/s: N`. One mode per process, so the two never share a
 //! module context.
 
-use certassert::signer::pkcs11::{uri::Pkcs11Uri, Pkcs11Signer};
+use certassert::keyref::Pkcs11Uri;
+use certassert::secret::NoCallbacks;
+use certassert::signer::pkcs11::Pkcs11Signer;
 use certassert::{Algorithm, Signer};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -48,7 +50,7 @@ fn run() -> Result<()> {
         Duration::from_secs_f64(seconds.parse().map_err(|_| "SECONDS must be a number")?);
     let rate = match mode.as_str() {
         "certassert" => {
-            let signer = Pkcs11Signer::open(uri)?;
+            let signer = Pkcs11Signer::open(&uri.parse()?, &NoCallbacks)?;
             let sig = signer.sign(Algorithm::Rs256, &MESSAGE)?;
             certassert::signer::verify(signer.public_key_der(), Algorithm::Rs256, &MESSAGE, &sig)?;
             parallel(threads, duration, || {
@@ -98,7 +100,10 @@ fn raw(uri: &str, threads: usize, duration: Duration) -> Result<f64> {
     let parsed = Pkcs11Uri::parse(uri)?;
     let module = parsed.module_path.ok_or("the URI needs module-path=")?;
     let pin = match parsed.pin {
-        Some(source) => source.read("PIN")?,
+        Some(source) => source.read(
+            &certassert::secret::SecretRequest::new(certassert::secret::SecretKind::Pin, "PIN"),
+            &NoCallbacks,
+        )?,
         None => return Err("the URI needs pin-source=".into()),
     };
     let label = parsed.object.ok_or("the URI needs object=")?;

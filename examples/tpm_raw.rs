@@ -66,7 +66,10 @@ fn raw(tcti: &str, handle: u32, alg: Algorithm, seconds: f64) -> (u64, f64) {
 }
 
 fn certassert(tcti: &str, handle: u32, alg: Algorithm, seconds: f64) -> (u64, f64) {
-    let signer = TpmSigner::open(&format!("tpm:handle={handle:#x}?tcti={tcti}")).expect("open");
+    let uri = format!("tpm:handle={handle:#x}?tcti={tcti}")
+        .parse()
+        .expect("a tpm: reference");
+    let signer = TpmSigner::open(&uri, &certassert::secret::NoCallbacks).expect("open");
     run(seconds, || {
         signer.sign(alg, MESSAGE).expect("sign");
     })

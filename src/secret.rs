@@ -1,11 +1,15 @@
 //! Secrets (PINs, key passwords) and where they come from. A [`Secret`] never prints
 //! (its `Debug` is `[redacted]`) and is zeroized on drop. A [`SecretSource`] names where
-//! to read one: an environment variable, a file only its owner can read, an interactive
-//! no-echo prompt, or — discouraged, because argv is visible in `ps` and shell history —
-//! a literal value.
+//! to read one: an environment variable, a file only its owner can read, the caller's
+//! [`Callbacks`] (`prompt`), or — discouraged, because argv is visible in `ps` and shell
+//! history — a literal value.
+//!
+//! The library never touches a terminal: when a secret has to be asked for, it asks the
+//! [`Callbacks`] its caller passed (the CLI's prompt reads without echo; a service passes
+//! [`NoCallbacks`], and the error then says which `…-source=` to add). The model is the
+//! `age` crate's `Callbacks`.
 
 use std::fmt;
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -38,7 +42,7 @@ pub enum SecretSource {
     Env(String),
     /// `file:PATH` (the first line, without its line ending)
     File(PathBuf),
-    /// `prompt`: ask on the terminal without echo
+    /// `prompt`: ask through the caller's [`Callbacks`] (the CLI: on the terminal, without echo)
     Prompt,
     /// A literal from a `pin-value=`/`password-value=` query attribute.
     Value(String),
@@ -55,26 +59,115 @@ impl fmt::Debug for SecretSource {
     }
 }
 
+/// What kind of secret is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretKind {
+    /// A PKCS#11 token's user PIN (`pin-source=`).
+    Pin,
+    /// A key file's password (`password-source=`).
+    Password,
+    /// A TPM key's authorization value (`auth-source=`).
+    TpmAuth,
+    /// The TPM owner hierarchy's or a parent key's password (`parent-auth-source=`).
+    TpmParentAuth,
+}
+
+impl SecretKind {
+    /// The key-reference attribute that supplies this secret without asking.
+    pub fn source_attribute(self) -> &'static str {
+        match self {
+            Self::Pin => "pin-source",
+            Self::Password => "password-source",
+            Self::TpmAuth => "auth-source",
+            Self::TpmParentAuth => "parent-auth-source",
+        }
+    }
+}
+
+/// A request for a secret, handed to [`Callbacks::request_secret`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecretRequest {
+    /// What kind of secret it is.
+    pub kind: SecretKind,
+    /// What it unlocks, for the prompt: `user PIN for token "hsm"`, `password for app.pfx`.
+    pub description: String,
+}
+
+impl SecretRequest {
+    /// A request for a `kind` secret described by `description`.
+    pub fn new(kind: SecretKind, description: impl Into<String>) -> Self {
+        Self {
+            kind,
+            description: description.into(),
+        }
+    }
+
+    /// The error for a request nobody could answer: it names the attribute to add.
+    pub fn cannot_ask(&self) -> SecretError {
+        SecretError::CannotAsk {
+            what: self.description.clone(),
+            attribute: self.kind.source_attribute(),
+        }
+    }
+}
+
+/// How the library asks its caller for a secret no source supplies. Object-safe,
+/// `Send + Sync`; modelled on the `age` crate's `Callbacks`.
+///
+/// The library calls it at most once per secret while opening a key, never to retry a
+/// rejected secret (a YubiKey locks after three wrong PINs).
+pub trait Callbacks: Send + Sync {
+    /// Ask for the secret `request` describes. `None` means it cannot be asked for here
+    /// (no terminal, a service, the user gave up); the caller then reports which
+    /// `…-source=` attribute to add.
+    fn request_secret(&self, request: &SecretRequest) -> Option<Secret>;
+}
+
+/// Callbacks that never ask: for services, tests and anything without a user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallbacks;
+
+impl Callbacks for NoCallbacks {
+    fn request_secret(&self, _: &SecretRequest) -> Option<Secret> {
+        None
+    }
+}
+
 /// Why a secret could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SecretError {
+    /// The source is not `env:VAR`, `file:PATH`, `/abs/path` or `prompt`.
     #[error("secret source \"{0}\" is not understood: use env:VAR, file:PATH or prompt")]
     BadSource(String),
+    /// `env:VAR` names an unset variable.
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
+    /// `file:PATH` cannot be read.
     #[error("cannot read secret file {path}: {source}")]
     FileRead {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// `file:PATH` can be read or written by others.
     #[error("secret file {path} can be read or written by others (mode {mode:o}); run: chmod 600 {path}")]
-    FileTooOpen { path: PathBuf, mode: u32 },
-    #[error("no {what} was given and standard input is not a terminal to ask on; add {hint}")]
-    NoTerminal { what: String, hint: String },
-    #[error("reading the {what} from the terminal failed: {source}")]
-    Prompt {
+    FileTooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The secret had to be asked for and the caller's [`Callbacks`] could not ask.
+    #[error("no {what} was given and none can be asked for (standard input is not a terminal, or the program cannot prompt); add ?{attribute}=env:VAR or ?{attribute}=file:PATH to the key reference")]
+    CannotAsk {
+        /// What the secret unlocks.
         what: String,
-        source: std::io::Error,
+        /// The key-reference attribute that would supply it.
+        attribute: &'static str,
     },
 }
 
@@ -106,22 +199,25 @@ impl std::str::FromStr for SecretSource {
 }
 
 impl SecretSource {
-    /// Read the secret. `what` names it in prompts and errors ("password for app.pfx").
+    /// Read the secret; `prompt` asks `callbacks` with `request`.
     ///
     /// # Errors
-    /// The variable is unset, the file is unreadable or readable by others, or a prompt
-    /// is needed while standard input is not a terminal.
-    pub fn read(&self, what: &str) -> Result<Secret, SecretError> {
+    /// The variable is unset, the file is unreadable or readable by others, or the
+    /// source is `prompt` and the callbacks cannot ask ([`SecretError::CannotAsk`]).
+    pub fn read(
+        &self,
+        request: &SecretRequest,
+        callbacks: &dyn Callbacks,
+    ) -> Result<Secret, SecretError> {
         match self {
             Self::Env(var) => std::env::var(var)
                 .map(Secret::new)
                 .map_err(|_| SecretError::EnvMissing(var.clone())),
             Self::File(path) => read_file(path),
             Self::Value(v) => Ok(Secret::new(v.clone())),
-            Self::Prompt => prompt(
-                what,
-                "?password-source=env:VAR or file:PATH to the key reference",
-            ),
+            Self::Prompt => callbacks
+                .request_secret(request)
+                .ok_or_else(|| request.cannot_ask()),
         }
     }
 
@@ -129,26 +225,6 @@ impl SecretSource {
     pub fn is_literal(&self) -> bool {
         matches!(self, Self::Value(_))
     }
-}
-
-/// Ask on the terminal, without echo. Refused when standard input is not a terminal, so a
-/// service never hangs waiting for input nobody will type.
-///
-/// # Errors
-/// [`SecretError::NoTerminal`] when there is no terminal; the hint says what to add instead.
-pub fn prompt(what: &str, hint: &str) -> Result<Secret, SecretError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(SecretError::NoTerminal {
-            what: what.to_string(),
-            hint: hint.to_string(),
-        });
-    }
-    rpassword::prompt_password(format!("Enter {what}: "))
-        .map(Secret::new)
-        .map_err(|source| SecretError::Prompt {
-            what: what.to_string(),
-            source,
-        })
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
@@ -175,6 +251,30 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    fn pin() -> SecretRequest {
+        SecretRequest::new(SecretKind::Pin, "PIN")
+    }
+
+    #[test]
+    fn prompt_asks_the_callbacks_and_names_the_attribute_when_it_cannot() {
+        struct Answer;
+        impl Callbacks for Answer {
+            fn request_secret(&self, request: &SecretRequest) -> Option<Secret> {
+                assert_eq!(request.kind, SecretKind::TpmAuth);
+                Some(Secret::new("typed".into()))
+            }
+        }
+        let request = SecretRequest::new(SecretKind::TpmAuth, "password of the TPM key");
+        let got = SecretSource::Prompt.read(&request, &Answer).unwrap();
+        assert_eq!(got.expose(), "typed");
+        let err = SecretSource::Prompt
+            .read(&request, &NoCallbacks)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("?auth-source=env:VAR"), "{err}");
+        assert!(!err.contains("password-source"), "{err}");
+    }
 
     #[test]
     fn parse_sources() {
@@ -214,20 +314,22 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             SecretSource::File(path.clone())
-                .read("PIN")
+                .read(&pin(), &NoCallbacks)
                 .unwrap()
                 .expose(),
             "12345678"
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(
-            SecretSource::File(path.clone()).read("PIN").is_ok(),
+            SecretSource::File(path.clone())
+                .read(&pin(), &NoCallbacks)
+                .is_ok(),
             "group-readable is a service pattern"
         );
         for mode in [0o644, 0o604, 0o660] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let err = SecretSource::File(path.clone())
-                .read("PIN")
+                .read(&pin(), &NoCallbacks)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("chmod 600"), "{mode:o}: {err}");
@@ -237,7 +339,7 @@ mod tests {
     #[test]
     fn env_source_names_the_variable() {
         let err = SecretSource::Env("CERTASSERT_TEST_UNSET_VAR".into())
-            .read("PIN")
+            .read(&pin(), &NoCallbacks)
             .unwrap_err();
         assert!(err
             .to_string()

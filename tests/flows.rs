@@ -57,7 +57,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempdir();
         let app = AppFiles::new(dir.path(), "app", CLIENT);
-        let signer = signer::open(&app.keyref()).unwrap();
+        let signer = signer::open(&app.keyref(), &certassert::secret::NoCallbacks).unwrap();
         let chain = vec![app.certificate()];
         Self {
             dir,
@@ -521,7 +521,7 @@ fn entra_errors_are_parsed_and_explained() {
     let s = f.signer.as_ref();
 
     // 700027: a certificate the app does not have; Entra prints its hex thumbprint.
-    let other = signer::open(&stranger.keyref()).unwrap();
+    let other = signer::open(&stranger.keyref(), &certassert::secret::NoCallbacks).unwrap();
     let other_chain = vec![stranger.certificate()];
     let cred = Credential {
         signer: other.as_ref(),
@@ -846,7 +846,8 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
     use std::os::unix::fs::PermissionsExt as _;
     let f = Fixture::new();
     let running = start(&[&f.app], None, false);
-    let counting = Counting::new(signer::open(&f.app.keyref()).unwrap());
+    let counting =
+        Counting::new(signer::open(&f.app.keyref(), &certassert::secret::NoCallbacks).unwrap());
     let cache_dir = f.dir.path().join("cache");
     let client = Client::new(quick(), Some(Cache::open(&cache_dir).unwrap()));
     let cred = Credential {

@@ -5,7 +5,15 @@
 
 mod common;
 
-use certassert::signer::pkcs11::Pkcs11Signer;
+use certassert::signer::pkcs11::{Pkcs11Error, Pkcs11Signer};
+
+/// Open a `pkcs11:` or `piv:` reference as the library does, with nobody to ask for a PIN.
+fn open(reference: &str) -> Result<Pkcs11Signer, Pkcs11Error> {
+    let uri = reference
+        .parse()
+        .unwrap_or_else(|e| panic!("{reference}: {e}"));
+    Pkcs11Signer::open(&uri, &certassert::secret::NoCallbacks)
+}
 use certassert::{Algorithm, Signer};
 use common::softhsm::{isolated, SoftHsm, MODULE, SPY, TOKEN};
 use common::{assert_verifies, b64url_decode, openssl, public_key_pem, s, tempdir, write};
@@ -108,12 +116,55 @@ fn assert_jwt_verifies(dir: &Path, jwt: &str, cert_pem: &Path) {
 // ---- library level (each in its own process: one SoftHSM2 configuration per process) ----
 
 #[test]
+fn a_pin_without_pin_source_is_asked_through_the_callbacks_once() {
+    isolated(
+        "a_pin_without_pin_source_is_asked_through_the_callbacks_once",
+        |hsm| hsm.keypairgen("app", "01", &[]),
+        |hsm| {
+            use std::sync::atomic::Ordering::SeqCst;
+            let uri = format!("pkcs11:token={TOKEN};object=app?module-path={MODULE}")
+                .parse()
+                .unwrap();
+            let right = Answer(hsm.pin(), Default::default());
+            let signer = Pkcs11Signer::open(&uri, &right).expect("opens with the answered PIN");
+            signer.sign(Algorithm::Rs256, b"m").unwrap();
+            assert_eq!(right.1.load(SeqCst), 1);
+            // Closing the last session logs the token out, so the next open logs in again.
+            drop(signer);
+            // A wrong answer is presented once and never asked for again.
+            let wrong = Answer("00000000".into(), Default::default());
+            let e = Pkcs11Signer::open(&uri, &wrong).unwrap_err();
+            assert!(matches!(e, Pkcs11Error::WrongPin { .. }), "{e}");
+            assert_eq!(wrong.1.load(SeqCst), 1);
+            // Nobody to ask: the error names the attribute to add.
+            let e = Pkcs11Signer::open(&uri, &certassert::secret::NoCallbacks).unwrap_err();
+            assert!(matches!(e, Pkcs11Error::PinNeeded { .. }), "{e}");
+        },
+    );
+}
+
+/// Callbacks that answer every request with one PIN and count the requests.
+struct Answer(String, std::sync::atomic::AtomicUsize);
+
+impl certassert::secret::Callbacks for Answer {
+    fn request_secret(
+        &self,
+        request: &certassert::secret::SecretRequest,
+    ) -> Option<certassert::secret::Secret> {
+        assert_eq!(request.kind, certassert::secret::SecretKind::Pin);
+        assert!(request.description.contains(TOKEN), "{request:?}");
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(certassert::secret::Secret::new(self.0.clone()))
+    }
+}
+
+#[test]
 fn conformance_suite_on_a_pkcs11_tool_key() {
     isolated(
         "conformance_suite_on_a_pkcs11_tool_key",
         |hsm| hsm.keypairgen("app", "01", &[]),
         |hsm| {
-            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open by label");
+            let signer = open(&hsm.uri("object=app")).expect("open by label");
             assert_eq!(signer.algorithms(), &[Algorithm::Rs256, Algorithm::Ps256]);
             assert_eq!(signer.id(), &[1]);
             assert!(!signer.always_authenticate());
@@ -129,7 +180,7 @@ fn always_authenticate_key_logs_in_for_every_signature() {
         "always_authenticate_key_logs_in_for_every_signature",
         |hsm| hsm.keypairgen("aa", "0a", &["--always-auth"]),
         |hsm| {
-            let signer = Pkcs11Signer::open(&hsm.uri("id=%0a")).expect("open by id");
+            let signer = open(&hsm.uri("id=%0a")).expect("open by id");
             assert!(signer.always_authenticate());
             let dir = tempdir();
             let spki = signer.public_key_der().to_vec();
@@ -172,7 +223,7 @@ fn token_without_hashing_mechanisms_gets_host_computed_digests() {
             );
         },
         |hsm| {
-            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open");
+            let signer = open(&hsm.uri("object=app")).expect("open");
             assert_eq!(signer.algorithms(), &[Algorithm::Rs256, Algorithm::Ps256]);
             // CKM_RSA_PKCS over a DigestInfo and CKM_RSA_PKCS_PSS over a digest must give
             // signatures indistinguishable from the hashing mechanisms'.
@@ -189,7 +240,7 @@ fn signer_logs_in_again_after_the_token_forgot_the_login() {
         |hsm| {
             use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
             use cryptoki::object::{Attribute, ObjectClass};
-            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open");
+            let signer = open(&hsm.uri("object=app")).expect("open");
             let spki = signer.public_key_der().to_vec();
             signer
                 .sign(Algorithm::Rs256, b"before")
@@ -226,7 +277,7 @@ fn eight_threads_two_hundred_signatures_each_all_valid() {
         "eight_threads_two_hundred_signatures_each_all_valid",
         |hsm| hsm.keypairgen("app", "01", &[]),
         |hsm| {
-            let signer = Pkcs11Signer::open(&hsm.uri("object=app")).expect("open");
+            let signer = open(&hsm.uri("object=app")).expect("open");
             let spki = signer.public_key_der().to_vec();
             std::thread::scope(|scope| {
                 for t in 0..8 {
@@ -263,12 +314,12 @@ fn piv_layout_token_signs_through_slot_9c() {
         },
         |hsm| {
             let uri = format!("piv:9c?{}", hsm.query());
-            let signer = Pkcs11Signer::open_piv(&uri).expect("open piv:9c");
+            let signer = open(&uri).expect("open piv:9c");
             assert_eq!(signer.id(), &[2]);
             assert_eq!(signer.label(), "Private key for Digital Signature");
             assert!(signer.always_authenticate());
             common::check(&signer);
-            let e = Pkcs11Signer::open_piv(&format!("piv:9a?{}", hsm.query()))
+            let e = open(&format!("piv:9a?{}", hsm.query()))
                 .unwrap_err()
                 .to_string();
             assert!(

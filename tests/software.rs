@@ -62,7 +62,7 @@ fn open(reference: &str) -> Result<Box<dyn Signer>, signer::Error> {
     let key: KeyRef = reference
         .parse()
         .unwrap_or_else(|e| panic!("{reference}: {e}"));
-    signer::open(&key)
+    signer::open(&key, &certassert::secret::NoCallbacks)
 }
 
 /// Set a password variable. Each test uses its own name: tests share one process.
@@ -826,7 +826,7 @@ fn rsa_pss_only_key_is_refused() {
     ]);
     let e = load_err(&path);
     assert!(matches!(e, signer::Error::NotRsa { .. }), "{e:?}");
-    assert_contains(&e, &["RSASSA-PSS", "certassert key generate"]);
+    assert_contains(&e, &["RSASSA-PSS", "create an RSA key"]);
 }
 
 #[test]

@@ -9,7 +9,8 @@
 mod common;
 
 use certassert::keyref::KeyRef;
-use certassert::signer::{self, tpm::TpmSigner};
+use certassert::secret::NoCallbacks;
+use certassert::signer::{self, tpm::TpmError, tpm::TpmSigner};
 use certassert::{Algorithm, Signer};
 use common::swtpm::Swtpm;
 use common::{
@@ -53,15 +54,59 @@ fn provider_public_key(tpm: &Swtpm, key: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// Parse and open a `tpm:` reference as the library does, with nobody to ask for a password.
+fn try_open(uri: &str) -> Result<TpmSigner, String> {
+    let parsed = uri.parse().map_err(|e| format!("{e}"))?;
+    TpmSigner::open(&parsed, &NoCallbacks).map_err(|e| e.to_string())
+}
+
 fn open(uri: &str) -> TpmSigner {
-    TpmSigner::open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}"))
+    try_open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}"))
 }
 
 fn open_err(uri: &str) -> String {
-    match TpmSigner::open(uri) {
+    match try_open(uri) {
         Ok(s) => panic!("{uri} opened as {s:?}; expected an error"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
+}
+
+/// Callbacks that answer every request with one secret and record what was asked.
+struct Answer {
+    secret: String,
+    asked: std::sync::Mutex<Vec<certassert::secret::SecretKind>>,
+}
+
+impl Answer {
+    fn new(secret: &str) -> Self {
+        Self {
+            secret: secret.into(),
+            asked: Default::default(),
+        }
+    }
+
+    fn requests(&self) -> Vec<certassert::secret::SecretKind> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl certassert::secret::Callbacks for Answer {
+    fn request_secret(
+        &self,
+        request: &certassert::secret::SecretRequest,
+    ) -> Option<certassert::secret::Secret> {
+        self.asked.lock().unwrap().push(request.kind);
+        Some(certassert::secret::Secret::new(self.secret.clone()))
+    }
+}
+
+/// `signer::generate` with nobody to ask for a password.
+fn generate(
+    keyref: &KeyRef,
+    bits: usize,
+    label: Option<&str>,
+) -> Result<Box<dyn Signer>, signer::Error> {
+    signer::generate(keyref, bits, label, &NoCallbacks)
 }
 
 /// Sign with both algorithms and check with the rsa crate (strict salt 32).
@@ -205,7 +250,7 @@ fn generated_key_file_is_read_and_used_by_openssl_tpm2_provider() {
     let key = dir.path().join("made.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
     let keyref: KeyRef = uri.parse().unwrap();
-    let signer = signer::generate(&keyref, 2048, None).unwrap_or_else(|e| panic!("{e}"));
+    let signer = generate(&keyref, 2048, None).unwrap_or_else(|e| panic!("{e}"));
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
@@ -247,9 +292,7 @@ fn generated_key_file_is_read_and_used_by_openssl_tpm2_provider() {
     tpm.flush_transients(); // tpm2-openssl's own leftovers, if any
 
     // Never overwritten.
-    let again = signer::generate(&keyref, 2048, None)
-        .unwrap_err()
-        .to_string();
+    let again = generate(&keyref, 2048, None).unwrap_err().to_string();
     assert!(again.contains("exists"), "{again}");
 }
 
@@ -258,7 +301,7 @@ fn generated_persistent_key_signs_and_an_occupied_handle_is_refused() {
     let tpm = Swtpm::start();
     let dir = tempdir();
     let keyref: KeyRef = key_ref(&tpm, "handle=0x81000020").parse().unwrap();
-    let signer = signer::generate(&keyref, 2048, Some("ignored")).unwrap_or_else(|e| panic!("{e}"));
+    let signer = generate(&keyref, 2048, Some("ignored")).unwrap_or_else(|e| panic!("{e}"));
     signs_both(signer.as_ref(), "generated persistent key");
     let spki = signer.public_key_der().to_vec();
     drop(signer);
@@ -275,9 +318,7 @@ fn generated_persistent_key_signs_and_an_occupied_handle_is_refused() {
         "tpm2_readpublic sees the key we made"
     );
 
-    let err = signer::generate(&keyref, 2048, None)
-        .unwrap_err()
-        .to_string();
+    let err = generate(&keyref, 2048, None).unwrap_err().to_string();
     assert!(
         err.contains("0x81000020 is occupied") && err.contains("tpm2_evictcontrol"),
         "{err}"
@@ -470,7 +511,7 @@ fn sigint_flushes_the_loaded_key() {
     let dir = tempdir();
     let key = dir.path().join("k.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
-    drop(signer::generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
     assert_eq!(tpm.transient_handles(), Vec::<String>::new());
 
     let (status, left) = interrupt_child(&tpm, &uri, true);
@@ -501,7 +542,7 @@ fn reconnects_once_after_swtpm_restarts() {
     let dir = tempdir();
     let key = dir.path().join("k.tss2.pem");
     let uri = key_ref(&tpm, &format!("key={}", key.display()));
-    let signer = signer::generate(&uri.parse().unwrap(), 2048, None).unwrap();
+    let signer = generate(&uri.parse().unwrap(), 2048, None).unwrap();
     signs_both(signer.as_ref(), "before restart");
 
     tpm.restart();
@@ -553,7 +594,7 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
             pass.display()
         )
     };
-    let signer = signer::generate(&with(&good).parse().unwrap(), 2048, None).unwrap();
+    let signer = generate(&with(&good).parse().unwrap(), 2048, None).unwrap();
     signs_both(signer.as_ref(), "password key, right password");
     drop(signer);
 
@@ -571,6 +612,19 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         err.contains("has a password") && err.contains("auth-source="),
         "{err}"
     );
+    // ... unless the caller's callbacks can ask: then they are asked, once, for the
+    // key's authorization (auth-source=, not password-source=).
+    let no_source: certassert::keyref::TpmUri = key_ref(&tpm, &format!("key={}", key.display()))
+        .parse()
+        .unwrap();
+    let asked = Answer::new("correct horse");
+    let signer = TpmSigner::open(&no_source, &asked).expect("opens with the answered password");
+    signs_both(&signer, "password asked through the callbacks");
+    assert_eq!(
+        asked.requests(),
+        vec![certassert::secret::SecretKind::TpmAuth]
+    );
+    drop(signer);
     // The same through the CLI, with no libtss2 log lines.
     tpm.tpm2_tools_persistent_key(d, "0x81000010", "rsa2048", None);
     cli_ok(
@@ -641,7 +695,14 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         "{err}"
     );
 
-    // Missing handle.
+    // Missing handle; the TSS error is kept as the source.
+    let missing: certassert::keyref::TpmUri = key_ref(&tpm, "handle=0x81000099").parse().unwrap();
+    match TpmSigner::open(&missing, &NoCallbacks) {
+        Err(signer::Error::Tpm(e @ TpmError::NoPersistentKey { .. })) => {
+            assert!(e.tss().is_some(), "{e:?}");
+        }
+        other => panic!("expected NoPersistentKey, got {other:?}"),
+    }
     let err = open_err(&key_ref(&tpm, "handle=0x81000099"));
     assert!(
         err.contains("no key is persisted at handle 0x81000099")
@@ -669,7 +730,7 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
     let other = Swtpm::start();
     let foreign = d.join("foreign.tss2.pem");
     drop(
-        signer::generate(
+        generate(
             &key_ref(&other, &format!("key={}", foreign.display()))
                 .parse()
                 .unwrap(),
@@ -791,8 +852,14 @@ fn ps256_host_side_fallback_and_sign_only_keys() {
     );
     let signer = open(&key_ref(&tpm, "handle=0x81000011"));
     signs_both(&signer, "sign-only key");
-    let err = signer.sign_ps256_on_host(b"m").unwrap_err().to_string();
-    assert!(err.contains(signer::tpm::NO_RFC7518_PS256), "{err}");
+    let err = signer.sign_ps256_on_host(b"m").unwrap_err();
+    assert!(
+        matches!(err, signer::Error::Tpm(TpmError::NoRfc7518Ps256 { .. })),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .contains("cannot produce RFC 7518 PS256; use RS256"));
     drop(signer);
 
     // A key whose scheme is fixed to RSASSA-SHA256 offers RS256 only.

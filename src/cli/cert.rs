@@ -7,7 +7,7 @@ use certassert::cert::{self, Certificate};
 use certassert::encoding::{rfc3339, unix_now};
 use certassert::keyref::KeyRef;
 use certassert::public_key::pem;
-use certassert::{signer, Algorithm};
+use certassert::Algorithm;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,22 +132,6 @@ pub fn cert_error(e: cert::Error) -> Box<dyn std::error::Error> {
     Box::new(Hinted { message, error: e })
 }
 
-/// A key-opening error as the CLI says it: a key file that turns out to hold only
-/// certificates (a format error for the key loader) gets the `--key`/`--cert` hint.
-pub fn key_error(keyref: &KeyRef, e: signer::Error) -> Box<dyn std::error::Error> {
-    match (&e, keyref) {
-        (signer::Error::Format { .. }, KeyRef::File { path, .. })
-            if Certificate::load_chain(path).is_ok() =>
-        {
-            Box::new(Hinted {
-                message: format!("{e}; pass the key with --key and the certificate with --cert"),
-                error: e,
-            })
-        }
-        _ => Box::new(e),
-    }
-}
-
 pub fn parse_alg(s: &str) -> std::result::Result<Algorithm, String> {
     s.parse()
 }
@@ -164,8 +148,8 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
 fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
     let keyref = common.key.keyref()?;
-    let signer = signer::open(&keyref).map_err(|e| key_error(&keyref, e))?;
-    if args.store && !matches!(keyref, KeyRef::Pkcs11(_) | KeyRef::Piv(_)) {
+    let signer = super::open_key(&keyref)?;
+    if args.store && !matches!(keyref, KeyRef::Pkcs11(_)) {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }
     let cert = cert::create_self_signed(

@@ -93,8 +93,8 @@ fn softhsm_key(dir: &Path, module: &Path) -> Result<(KeyRef, String)> {
         module.display(),
         pin_path.display()
     );
-    let keyref = KeyRef::Pkcs11(uri);
-    signer::generate(&keyref, 2048, None)?;
+    let keyref: KeyRef = uri.parse()?;
+    super::generate_key(&keyref, 2048, None)?;
     Ok((
         keyref,
         "RSA-2048 key generated inside a throwaway SoftHSM2 token (pkcs11:token=certassert-demo;object=demo-key; sensitive, non-extractable)".into(),
@@ -140,7 +140,7 @@ pub fn run() -> Result<ExitCode> {
 
     let t = Instant::now();
     let (keyref, key_description) = demo_key(&dir.0)?;
-    let signer = signer::open(&keyref)?;
+    let signer = super::open_key(&keyref)?;
     row(&mut out, "key", key_description, ms(t));
 
     let t = Instant::now();

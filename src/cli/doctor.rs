@@ -63,7 +63,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     };
     let now = unix_now();
     let keyref = args.key.keyref()?;
-    let signer = match signer::open(&keyref) {
+    let signer = match super::open_key(&keyref) {
         Ok(s) => {
             let algs: Vec<&str> = s.algorithms().iter().map(|a| a.as_str()).collect();
             r.line(

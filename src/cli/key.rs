@@ -1,6 +1,6 @@
 //! `certassert key generate`.
 
-use super::{write_new, KeyArg, Result};
+use super::{write_new, KeyArg, KeyError, Result};
 use certassert::keyref::KeyRef;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -53,7 +53,7 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
             )
         }
         other => {
-            let signer = certassert::signer::generate(other, args.bits, args.label.as_deref())?;
+            let signer = super::generate_key(other, args.bits, args.label.as_deref())?;
             let spki = signer.public_key_der();
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
             eprintln!(
@@ -69,7 +69,7 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
     if args.label.is_some() {
         super::warn("--label names objects in a token; a key file has no label, so it is ignored");
     }
-    let pkcs8 = certassert::signer::generate_software_key(args.bits)?;
+    let pkcs8 = certassert::signer::generate_software_key(args.bits).map_err(KeyError::from)?;
     let pem = zeroize::Zeroizing::new(certassert::pem::encode("PRIVATE KEY", &pkcs8));
     write_new(&path, pem.as_bytes(), 0o600, None)?;
     eprintln!(

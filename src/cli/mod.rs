@@ -12,6 +12,7 @@ mod emulator;
 mod flags;
 mod inspect;
 mod key;
+mod prompt;
 mod token;
 
 pub use flags::{env, AppArgs, EndpointArgs};
@@ -124,11 +125,88 @@ impl KeyArg {
         Ok(keyref)
     }
 
-    /// Open the key's signer.
+    /// Open the key's signer, asking on the terminal for a secret no source supplies.
     pub fn open(&self) -> Result<Box<dyn Signer>> {
-        let keyref = self.keyref()?;
-        signer::open(&keyref).map_err(|e| cert::key_error(&keyref, e))
+        Ok(open_key(&self.keyref()?)?)
     }
+}
+
+/// Open the key `keyref` names, asking on the terminal (without echo) for a PIN or
+/// password no `…-source=` supplies; a failure carries the command-line hint for it.
+pub fn open_key(keyref: &KeyRef) -> std::result::Result<Box<dyn Signer>, KeyError> {
+    Ok(signer::open(keyref, &prompt::TerminalPrompt)?)
+}
+
+/// Generate a key in the token or TPM `keyref` names (see [`open_key`]).
+pub fn generate_key(
+    keyref: &KeyRef,
+    bits: usize,
+    label: Option<&str>,
+) -> std::result::Result<Box<dyn Signer>, KeyError> {
+    Ok(signer::generate(
+        keyref,
+        bits,
+        label,
+        &prompt::TerminalPrompt,
+    )?)
+}
+
+/// A signer error with what to type about it: the library names no command-line flags,
+/// so the hint (a `certassert …` command, a `--flag`) is added here, by variant.
+#[derive(Debug)]
+pub struct KeyError {
+    error: signer::Error,
+    hint: Option<String>,
+}
+
+impl From<signer::Error> for KeyError {
+    fn from(error: signer::Error) -> Self {
+        let hint = key_hint(&error);
+        Self { error, hint }
+    }
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.hint {
+            Some(hint) => write!(f, "{} ({hint})", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// The command-line hint for a signer error, if there is one.
+fn key_hint(e: &signer::Error) -> Option<String> {
+    use signer::pkcs11::Pkcs11Error as P;
+    use signer::tpm::TpmError as T;
+    use signer::Error as E;
+    let new_pkcs11 = "certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
+    Some(match e {
+        E::CertificateOnly { .. } => {
+            "pass the key with --key and the certificate with --cert".into()
+        }
+        E::NotRsa { .. } => "certassert key generate --key new.pem".into(),
+        E::KeyTooSmall { .. } => "certassert key generate --key new.pem --bits 2048".into(),
+        E::UnsupportedKeySize { .. } => "--bits 2048, 3072 or 4096".into(),
+        E::Pkcs11(P::NotRsa { .. } | P::KeyTooSmall { .. }) => new_pkcs11.into(),
+        E::Pkcs11(P::CertificateMismatch { .. }) => {
+            "store a new one with certassert cert create --key … --store, or pass --cert".into()
+        }
+        E::Pkcs11(P::LabelMissing { .. }) => "--label NAME".into(),
+        E::Pkcs11(P::LabelConflict { .. }) => "in the URI or with --label".into(),
+        E::Tpm(T::NotRsa { .. }) => "certassert key generate --key tpm:…".into(),
+        E::Tpm(T::NoPersistentKey { handle, .. }) => {
+            format!("or make a key there: certassert key generate --key tpm:handle={handle:#010x}")
+        }
+        E::Tpm(T::KeySizeRefused { .. }) => "--bits 2048".into(),
+        _ => return None,
+    })
 }
 
 /// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
@@ -259,4 +337,26 @@ pub fn main() -> ExitCode {
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_errors_get_their_flag_hint_at_the_edge() {
+        let e = KeyError::from(signer::Error::KeyTooSmall {
+            path: "k.pem".into(),
+            bits: 1024,
+        });
+        assert_eq!(
+            e.to_string(),
+            "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
+             (certassert key generate --key new.pem --bits 2048)"
+        );
+        let e = KeyError::from(signer::Error::AlgorithmUnavailable {
+            alg: certassert::Algorithm::Ps256,
+        });
+        assert_eq!(e.to_string(), "this key cannot sign PS256");
+    }
 }

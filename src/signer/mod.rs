@@ -1,17 +1,19 @@
 //! The `Signer` seam: everything above it (certificates, assertions, token flows) signs
-//! through this trait and never sees a private key. Each backend lives in its own file
+//! through this trait and never sees a private key. Each backend lives in its own module
 //! behind it; this module holds the trait, the algorithm names, the shared error type and
-//! the dispatch from a [`KeyRef`] to a backend.
+//! the dispatch from a parsed [`KeyRef`] to a backend. The backend modules' error types
+//! ([`pkcs11::Pkcs11Error`], [`tpm::TpmError`]) compile in every build, so [`Error`] has
+//! the same variants whatever the features; a reference whose backend is not built in is
+//! [`Error::BackendMissing`].
 
-#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod software;
-#[cfg(feature = "tpm")]
 pub mod tpm;
 
 pub use software::{generate_software_key, SoftwareSigner};
 
 use crate::keyref::KeyRef;
+use crate::secret::Callbacks;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -96,141 +98,235 @@ pub trait Signer: fmt::Debug + Send + Sync {
     }
 }
 
-/// Why a key could not be opened or could not sign.
+/// Why a key could not be opened, made, or could not sign.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// A key file cannot be read (or written, when a TPM key file is made).
     #[error("cannot read key file {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("{path}: {detail}")]
-    Format { path: PathBuf, detail: String },
-    #[error("{path} holds an {kind} key: Entra ID accepts RSA certificate credentials only; create an RSA key (certassert key generate --key new.pem)")]
-    NotRsa { path: PathBuf, kind: String },
-    #[error("{path}: the RSA key is {bits} bits; Entra ID requires at least 2048 (certassert key generate --key new.pem --bits 2048)")]
-    KeyTooSmall { path: PathBuf, bits: usize },
-    #[error("{path}: the RSA key is {bits} bits; the largest supported is 8192")]
-    KeyTooLarge { path: PathBuf, bits: usize },
-    #[error("{path}: wrong password ({detail})")]
-    WrongPassword { path: PathBuf, detail: String },
-    #[error("{source}")]
-    Secret {
+    /// The key file holds certificates and no private key: it is a certificate file.
+    #[error("{}: the file holds a certificate but no private key: it is a certificate file, not a key file", path.display())]
+    CertificateOnly {
+        /// The file.
         path: PathBuf,
-        source: crate::secret::SecretError,
     },
-    #[error("{what} key references need the {feature} backend, which this build of certassert does not include; rebuild with --features {feature}")]
-    BackendMissing {
-        what: &'static str,
-        feature: &'static str,
-    },
-    #[error("this key cannot sign {alg}")]
-    AlgorithmUnavailable { alg: Algorithm },
-    #[error("signing failed in the {backend} backend: {detail}")]
-    Sign {
-        backend: &'static str,
+    /// A key file is not in a form certassert reads; `detail` says what it holds instead.
+    #[error("{path}: {detail}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
         detail: String,
     },
+    /// The key is not RSA (Entra ID accepts RSA certificate credentials only).
+    #[error("{path} holds an {kind} key: Entra ID accepts RSA certificate credentials only; create an RSA key")]
+    NotRsa {
+        /// The file.
+        path: PathBuf,
+        /// What it holds: EC, Ed25519, RSASSA-PSS, …
+        kind: String,
+    },
+    /// The RSA key is under 2048 bits.
+    #[error("{path}: the RSA key is {bits} bits; Entra ID requires at least 2048")]
+    KeyTooSmall {
+        /// The file.
+        path: PathBuf,
+        /// Its modulus size.
+        bits: usize,
+    },
+    /// The RSA key is over 8192 bits.
+    #[error("{path}: the RSA key is {bits} bits; the largest supported is 8192")]
+    KeyTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its modulus size.
+        bits: usize,
+    },
+    /// The password did not decrypt the key file.
+    #[error("{path}: wrong password ({detail})")]
+    WrongPassword {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// The key file's password could not be read from its source or asked for.
+    #[error("{source}")]
+    Secret {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: crate::secret::SecretError,
+    },
+    /// The reference needs a backend this build does not include.
+    #[error("{what} key references need the {feature} backend, which this build of certassert does not include; rebuild with --features {feature}")]
+    BackendMissing {
+        /// The scheme: `pkcs11:`, `piv:` or `tpm:`.
+        what: &'static str,
+        /// The cargo feature that adds the backend.
+        feature: &'static str,
+    },
+    /// The key cannot produce this algorithm.
+    #[error("this key cannot sign {alg}")]
+    AlgorithmUnavailable {
+        /// The algorithm asked for.
+        alg: Algorithm,
+    },
+    /// Signing failed in the software backend.
+    #[error("signing failed in the {backend} backend: {detail}")]
+    Sign {
+        /// The backend.
+        backend: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// An RSA key size certassert does not make.
+    #[error("{bits}-bit RSA: choose 2048, 3072 or 4096")]
+    UnsupportedKeySize {
+        /// The size asked for.
+        bits: usize,
+    },
+    /// [`generate`] was given a reference it cannot make a key for.
+    #[error("{reference}: {advice}")]
+    GenerateUnsupported {
+        /// The reference.
+        reference: String,
+        /// How to make such a key instead.
+        advice: &'static str,
+    },
+    /// Software key generation or encoding failed.
     #[error("{0}")]
     Generate(String),
-    #[error("this key's backend has no place to store a certificate (only pkcs11: and piv: tokens do); write it to a file with --out instead")]
+    /// The backend has no place to store a certificate.
+    #[error("this key's backend has no place to store a certificate (only pkcs11: and piv: tokens do); keep the certificate in a file instead")]
     StoreUnsupported,
-    #[cfg(feature = "pkcs11")]
+    /// The PKCS#11 backend failed; the cryptoki error, if any, is the source.
     #[error(transparent)]
     Pkcs11(#[from] pkcs11::Pkcs11Error),
-    /// A TPM operation failed: `what` names the key or step, `detail` the TPM's answer and
-    /// what to do about it.
-    #[error("{what}: {detail}")]
-    Tpm { what: String, detail: String },
+    /// The TPM backend failed; the TSS error, if any, is the source.
+    #[error(transparent)]
+    Tpm(#[from] tpm::TpmError),
 }
 
-/// Open the key a reference names.
+/// Open the key a reference names. A secret no source supplies (a `prompt` source, a
+/// token PIN without `pin-source=`, an encrypted key file without `password-source=`, a
+/// TPM key file with a password and no `auth-source=`) is asked for through `callbacks`;
+/// pass [`NoCallbacks`](crate::secret::NoCallbacks) where nobody can answer.
 ///
 /// # Errors
 /// The key cannot be found, read, unlocked or used for Entra (not RSA, under 2048 bits),
-/// or its backend is not part of this build.
-pub fn open(key: &KeyRef) -> Result<Box<dyn Signer>, Error> {
+/// or its backend is not part of this build ([`Error::BackendMissing`]).
+pub fn open(key: &KeyRef, callbacks: &dyn Callbacks) -> Result<Box<dyn Signer>, Error> {
     match key {
-        KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file(
+        KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file_with(
             path,
             password.as_ref(),
+            callbacks,
         )?)),
-        KeyRef::Pkcs11(uri) => open_pkcs11(uri),
-        KeyRef::Piv(uri) => open_piv(uri),
-        KeyRef::Tpm(uri) => open_tpm(uri),
+        KeyRef::Pkcs11(uri) => open_pkcs11(uri, callbacks),
+        KeyRef::Tpm(uri) => open_tpm(uri, callbacks),
     }
 }
 
-/// Generate an RSA key pair inside the token or TPM a reference names, and open it.
-/// Key files are written by the caller from [`generate_software_key`].
+/// Generate an RSA key pair of `bits` (2048, 3072 or 4096) inside the token or TPM a
+/// reference names, and open it. `label` names a PKCS#11 object when the URI has no
+/// `object=`. Key files are written by the caller from [`generate_software_key`].
 ///
 /// # Errors
-/// The reference names a key file, the backend is not part of this build, the slot or
-/// handle is taken, or the device refused.
-pub fn generate(key: &KeyRef, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
+/// The reference names a key file or a PIV slot ([`Error::GenerateUnsupported`]), the
+/// size is not offered ([`Error::UnsupportedKeySize`]), the backend is not part of this
+/// build, the slot or handle is taken, or the device refused.
+pub fn generate(
+    key: &KeyRef,
+    bits: usize,
+    label: Option<&str>,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
     match key {
-        KeyRef::File { .. } => Err(Error::Generate(
-            "signer::generate makes keys in hardware; write key files from generate_software_key"
-                .into(),
-        )),
-        KeyRef::Pkcs11(uri) => generate_pkcs11(uri, bits, label),
-        KeyRef::Piv(_) => Err(Error::Generate(
-            "generate PIV keys with the card's own tool (ykman piv keys generate --algorithm RSA2048 9c …), then use piv:9c".into(),
-        )),
-        KeyRef::Tpm(uri) => generate_tpm(uri, bits, label),
+        KeyRef::File { .. } => Err(Error::GenerateUnsupported {
+            reference: key.to_string(),
+            advice: "signer::generate makes keys in hardware; write key files from generate_software_key",
+        }),
+        KeyRef::Pkcs11(uri) if uri.piv_slot.is_some() => Err(Error::GenerateUnsupported {
+            reference: key.to_string(),
+            advice: "generate PIV keys with the card's own tool (ykman piv keys generate --algorithm RSA2048 9c …), then use piv:9c",
+        }),
+        _ if !matches!(bits, 2048 | 3072 | 4096) => Err(Error::UnsupportedKeySize { bits }),
+        KeyRef::Pkcs11(uri) => generate_pkcs11(uri, bits, label, callbacks),
+        KeyRef::Tpm(uri) => generate_tpm(uri, bits, callbacks),
     }
 }
 
-// ---- backend arms: each compiles to "rebuild with --features …" without its backend ----
+// ---- backend arms: each compiles to BackendMissing without its backend ----
 
 #[cfg(feature = "pkcs11")]
-fn open_pkcs11(uri: &str) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(pkcs11::Pkcs11Signer::open(uri)?))
+fn open_pkcs11(
+    uri: &crate::keyref::Pkcs11Uri,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(pkcs11::Pkcs11Signer::open(uri, callbacks)?))
 }
 
 #[cfg(feature = "pkcs11")]
-fn open_piv(uri: &str) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(pkcs11::Pkcs11Signer::open_piv(uri)?))
-}
-
-#[cfg(feature = "pkcs11")]
-fn generate_pkcs11(uri: &str, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(pkcs11::generate(uri, bits, label)?))
+fn generate_pkcs11(
+    uri: &crate::keyref::Pkcs11Uri,
+    bits: usize,
+    label: Option<&str>,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(pkcs11::generate(uri, bits, label, callbacks)?))
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn open_pkcs11(_: &str) -> Result<Box<dyn Signer>, Error> {
+fn open_pkcs11(
+    uri: &crate::keyref::Pkcs11Uri,
+    _: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
     Err(Error::BackendMissing {
-        what: "pkcs11:",
+        what: if uri.piv_slot.is_some() {
+            "piv:"
+        } else {
+            "pkcs11:"
+        },
         feature: "pkcs11",
     })
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn open_piv(_: &str) -> Result<Box<dyn Signer>, Error> {
-    Err(Error::BackendMissing {
-        what: "piv:",
-        feature: "pkcs11",
-    })
-}
-
-#[cfg(not(feature = "pkcs11"))]
-fn generate_pkcs11(_: &str, _: usize, _: Option<&str>) -> Result<Box<dyn Signer>, Error> {
-    open_pkcs11("")
+fn generate_pkcs11(
+    uri: &crate::keyref::Pkcs11Uri,
+    _: usize,
+    _: Option<&str>,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    open_pkcs11(uri, callbacks)
 }
 
 #[cfg(feature = "tpm")]
-fn open_tpm(uri: &str) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(tpm::TpmSigner::open(uri)?))
+fn open_tpm(
+    uri: &crate::keyref::TpmUri,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(tpm::TpmSigner::open(uri, callbacks)?))
 }
 
 #[cfg(feature = "tpm")]
-fn generate_tpm(uri: &str, bits: usize, label: Option<&str>) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(tpm::generate(uri, bits, label)?))
+fn generate_tpm(
+    uri: &crate::keyref::TpmUri,
+    bits: usize,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    Ok(Box::new(tpm::TpmSigner::generate(uri, bits, callbacks)?))
 }
 
 #[cfg(not(feature = "tpm"))]
-fn open_tpm(_: &str) -> Result<Box<dyn Signer>, Error> {
+fn open_tpm(_: &crate::keyref::TpmUri, _: &dyn Callbacks) -> Result<Box<dyn Signer>, Error> {
     Err(Error::BackendMissing {
         what: "tpm:",
         feature: "tpm",
@@ -238,8 +334,12 @@ fn open_tpm(_: &str) -> Result<Box<dyn Signer>, Error> {
 }
 
 #[cfg(not(feature = "tpm"))]
-fn generate_tpm(_: &str, _: usize, _: Option<&str>) -> Result<Box<dyn Signer>, Error> {
-    open_tpm("")
+fn generate_tpm(
+    uri: &crate::keyref::TpmUri,
+    _: usize,
+    callbacks: &dyn Callbacks,
+) -> Result<Box<dyn Signer>, Error> {
+    open_tpm(uri, callbacks)
 }
 
 /// Verify a signature against a SubjectPublicKeyInfo. Used to check a backend's output
@@ -258,4 +358,57 @@ pub fn verify(spki: &[u8], alg: Algorithm, message: &[u8], signature: &[u8]) -> 
     components
         .verify(params, message, signature)
         .map_err(|_| format!("the {alg} signature does not verify with this public key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::NoCallbacks;
+
+    #[test]
+    fn hardware_references_without_their_backend_say_which_feature() {
+        for (reference, feature, built) in [
+            (
+                "pkcs11:token=t;object=k",
+                "pkcs11",
+                cfg!(feature = "pkcs11"),
+            ),
+            ("piv:9c", "pkcs11", cfg!(feature = "pkcs11")),
+            ("tpm:handle=0x81000001", "tpm", cfg!(feature = "tpm")),
+        ] {
+            if built {
+                continue;
+            }
+            let key: KeyRef = reference.parse().unwrap();
+            match open(&key, &NoCallbacks) {
+                Err(e @ Error::BackendMissing { .. }) => {
+                    assert!(
+                        e.to_string()
+                            .contains(&format!("rebuild with --features {feature}")),
+                        "{e}"
+                    );
+                }
+                other => panic!("{reference}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn generate_refuses_files_piv_slots_and_odd_sizes_before_any_backend() {
+        let file: KeyRef = "k.pem".parse().unwrap();
+        assert!(matches!(
+            generate(&file, 2048, None, &NoCallbacks),
+            Err(Error::GenerateUnsupported { .. })
+        ));
+        let piv: KeyRef = "piv:9c".parse().unwrap();
+        assert!(matches!(
+            generate(&piv, 2048, None, &NoCallbacks),
+            Err(Error::GenerateUnsupported { .. })
+        ));
+        let tpm: KeyRef = "tpm:key=/nonexistent/dir/k.tss2.pem".parse().unwrap();
+        assert!(matches!(
+            generate(&tpm, 1024, None, &NoCallbacks),
+            Err(Error::UnsupportedKeySize { bits: 1024 })
+        ));
+    }
 }

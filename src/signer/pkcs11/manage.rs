@@ -5,45 +5,55 @@
 use super::objects::{self, FoundKey};
 use super::sign::Pkcs11Signer;
 use super::token::Token;
-use super::uri::{piv_labels, Pkcs11Uri};
 use super::{id_text, uri_escape, Pkcs11Error};
 use crate::der;
+use crate::keyref::pkcs11::piv_labels;
+use crate::keyref::Pkcs11Uri;
+use crate::secret::Callbacks;
+use crate::signer::Error;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, CertificateType, ObjectClass};
 
-/// Generate an RSA key pair in the token a `pkcs11:` URI names: CKA_TOKEN, CKA_PRIVATE,
-/// CKA_SENSITIVE, CKA_EXTRACTABLE=false, CKA_SIGN; the label from `object=` (or
-/// `label`), the id from `id=` or 8 random bytes. Returns the opened key.
+/// Generate an RSA key pair of `bits` (2048, 3072 or 4096) in the token a `pkcs11:` URI
+/// names: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE=false, CKA_SIGN; the
+/// label from `object=` (or `label`), the id from `id=` or 8 random bytes. A PIN no
+/// `pin-source=` supplies is asked for through `callbacks`. Returns the opened key.
 ///
 /// # Errors
-/// No label was given, a key with that label or id exists already (nothing is
-/// overwritten), the token cannot generate RSA keys, or generation failed.
-pub fn generate(uri: &str, bits: usize, label: Option<&str>) -> Result<Pkcs11Signer, Pkcs11Error> {
-    let parsed = Pkcs11Uri::parse(uri)?;
-    let shown = Pkcs11Uri::display(uri);
-    let label = match (parsed.object.as_deref(), label) {
+/// The size is not offered ([`Error::UnsupportedKeySize`]), no label was given, a key
+/// with that label or id exists already (nothing is overwritten), the token cannot
+/// generate RSA keys, or generation failed.
+pub fn generate(
+    uri: &Pkcs11Uri,
+    bits: usize,
+    label: Option<&str>,
+    callbacks: &dyn Callbacks,
+) -> Result<Pkcs11Signer, Error> {
+    let label = match (uri.object.as_deref(), label) {
         (Some(a), Some(b)) if a != b => {
-            return Err(Pkcs11Error::Key(format!(
-                "{shown} says object={a} but --label says {b}; give the label once"
-            )))
+            return Err(Pkcs11Error::LabelConflict {
+                reference: uri.to_string(),
+                in_uri: a.to_string(),
+                given: b.to_string(),
+            }
+            .into())
         }
         (Some(a), _) | (None, Some(a)) => a.to_string(),
         (None, None) => {
-            return Err(Pkcs11Error::Key(format!(
-                "{shown}: name the new key with object=NAME in the URI (or --label NAME), so it can be found again"
-            )))
+            return Err(Pkcs11Error::LabelMissing {
+                reference: uri.to_string(),
+            }
+            .into())
         }
     };
     if !matches!(bits, 2048 | 3072 | 4096) {
-        return Err(Pkcs11Error::Key(format!(
-            "--bits {bits}: choose 2048, 3072 or 4096"
-        )));
+        return Err(Error::UnsupportedKeySize { bits });
     }
-    let id = parsed
+    let id = uri
         .id
         .clone()
         .unwrap_or_else(|| crate::encoding::random::<8>().to_vec());
-    let token = Token::open(&parsed, shown, true)?;
+    let token = Token::open(uri, true, callbacks)?;
     if !token
         .mechanisms()?
         .contains(&MechanismType::RSA_PKCS_KEY_PAIR_GEN)
@@ -51,7 +61,8 @@ pub fn generate(uri: &str, bits: usize, label: Option<&str>) -> Result<Pkcs11Sig
         return Err(Pkcs11Error::Key(format!(
             "token \"{}\" cannot generate RSA key pairs (no CKM_RSA_PKCS_KEY_PAIR_GEN)",
             token.label
-        )));
+        ))
+        .into());
     }
     let handle = token.with_keeper(|s| {
         for (what, attr) in [
@@ -108,7 +119,7 @@ pub fn generate(uri: &str, bits: usize, label: Option<&str>) -> Result<Pkcs11Sig
         id,
         always_authenticate: false,
     };
-    Pkcs11Signer::from_found(token, key, shown, None)
+    Ok(Pkcs11Signer::from_found(token, key, uri)?)
 }
 
 impl Pkcs11Signer {
@@ -136,7 +147,7 @@ impl Pkcs11Signer {
         if !objects::same_rsa_key(spki, &self.spki) {
             return Err(Pkcs11Error::Key(format!(
                 "the certificate is for another key than {}; nothing was stored",
-                self.shown
+                self.uri
             )));
         }
         let existing = self
@@ -153,7 +164,7 @@ impl Pkcs11Signer {
                 crate::encoding::hex(&self.key.id, false)
             )));
         }
-        let label = match &self.piv_slot {
+        let label = match &self.uri.piv_slot {
             Some(slot) => piv_labels(slot).1,
             None => self.key.label.clone(),
         };
@@ -234,11 +245,8 @@ pub fn init_token(
     let free = slots
         .into_iter()
         .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-        .ok_or_else(|| {
-            Pkcs11Error::Token(format!(
-                "{} has no uninitialised token to set up (SoftHSM2 always offers one: check SOFTHSM2_CONF)",
-                module.display()
-            ))
+        .ok_or_else(|| Pkcs11Error::NoFreeToken {
+            module: module.to_path_buf(),
         })?;
     let so = AuthPin::from(so_pin.expose());
     ctx.init_token(free, &so, label)
@@ -252,8 +260,8 @@ pub fn init_token(
             ctx.get_token_info(*s)
                 .is_ok_and(|i| i.label().trim_end() == label)
         })
-        .ok_or_else(|| {
-            Pkcs11Error::Token(format!("token \"{label}\" vanished after initialisation"))
+        .ok_or_else(|| Pkcs11Error::TokenVanished {
+            token: label.to_string(),
         })?;
     let session = ctx
         .open_rw_session(slot)

@@ -2,8 +2,8 @@
 //! per process (a module's `C_Initialize` may run only once), with OS locking so the
 //! module serialises what it must and our session pool can sign from many threads.
 
-use super::uri::Pkcs11Uri;
 use super::Pkcs11Error;
+use crate::keyref::Pkcs11Uri;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use std::collections::HashMap;
@@ -61,6 +61,7 @@ pub fn resolve(uri: &Pkcs11Uri) -> Result<PathBuf, Pkcs11Error> {
             return Err(Pkcs11Error::Module {
                 path,
                 detail: "no such file; check module-path= (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so, OpenSC: /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so)".into(),
+                source: None,
             });
         }
         return Ok(path);
@@ -81,12 +82,14 @@ pub fn resolve(uri: &Pkcs11Uri) -> Result<PathBuf, Pkcs11Error> {
                 "module-name={name} matches no {name}.so or lib{name}.so in {}; give module-path= instead",
                 MODULE_DIRS.join(", ")
             ),
+            source: None,
         });
     }
     if uri.piv_slot.is_some() {
         return first_existing(YKCS11).ok_or_else(|| Pkcs11Error::Module {
             path: PathBuf::from("libykcs11.so"),
             detail: "Yubico's PKCS#11 module is not installed (Debian/Ubuntu: apt install ykcs11; macOS: brew install yubico-piv-tool); or add ?module-path=/path/to/libykcs11.so".into(),
+            source: None,
         });
     }
     if let Some(path) = std::env::var_os("PKCS11_MODULE").filter(|p| !p.is_empty()) {
@@ -95,6 +98,7 @@ pub fn resolve(uri: &Pkcs11Uri) -> Result<PathBuf, Pkcs11Error> {
             return Err(Pkcs11Error::Module {
                 path,
                 detail: "named by PKCS11_MODULE, but no such file".into(),
+                source: None,
             });
         }
         return Ok(path);
@@ -102,6 +106,7 @@ pub fn resolve(uri: &Pkcs11Uri) -> Result<PathBuf, Pkcs11Error> {
     first_existing(P11KIT_PROXY).ok_or_else(|| Pkcs11Error::Module {
         path: PathBuf::from("p11-kit-proxy.so"),
         detail: "no module was named and p11-kit's proxy is not installed: add ?module-path=/path/to/module.so to the URI or set PKCS11_MODULE".into(),
+        source: None,
     })
 }
 
@@ -127,6 +132,7 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
     let ctx = Pkcs11::new(&key).map_err(|e| Pkcs11Error::Module {
         path: key.clone(),
         detail: format!("cannot load it as a PKCS#11 module: {e}"),
+        source: Some(Box::new(e)),
     })?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -134,6 +140,7 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
             return Err(Pkcs11Error::Module {
                 path: key,
                 detail: format!("C_Initialize failed: {e}{}", init_hint(path)),
+                source: Some(Box::new(e)),
             })
         }
     }
@@ -143,7 +150,10 @@ pub fn load(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
 
 /// SoftHSM2 fails C_Initialize when its configuration is missing: say which.
 fn init_hint(path: &Path) -> String {
-    if path.to_string_lossy().contains("softhsm") {
+    let is_softhsm = path
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("libsofthsm"));
+    if is_softhsm {
         let conf =
             std::env::var("SOFTHSM2_CONF").unwrap_or_else(|_| "/etc/softhsm/softhsm2.conf".into());
         format!(" (SoftHSM2 reads {conf}: check that it exists and that its directories.tokendir is readable; softhsm/provision.sh makes a throwaway one)")

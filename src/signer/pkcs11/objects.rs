@@ -3,8 +3,8 @@
 //! certificate stored beside it under the same CKA_ID.
 
 use super::token::Token;
-use super::uri::{ObjectType, Pkcs11Uri};
 use super::{id_text, uri_escape, Pkcs11Error};
+use crate::keyref::{ObjectType, Pkcs11Uri};
 use cryptoki::object::{
     Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -23,10 +23,10 @@ pub struct FoundKey {
 ///
 /// # Errors
 /// None or several match (the message lists the keys present), or the key is not RSA.
-pub fn find_key(token: &Token, uri: &Pkcs11Uri, shown: &str) -> Result<FoundKey, Pkcs11Error> {
+pub fn find_key(token: &Token, uri: &Pkcs11Uri) -> Result<FoundKey, Pkcs11Error> {
     if let Some(t) = uri.object_type.filter(|t| *t != ObjectType::Private) {
         return Err(Pkcs11Error::Key(format!(
-            "{shown} selects type={} objects, but signing needs the private key: use type=private or drop type=",
+            "{uri} selects type={} objects, but signing needs the private key: use type=private or drop type=",
             t.as_str()
         )));
     }
@@ -42,17 +42,23 @@ pub fn find_key(token: &Token, uri: &Pkcs11Uri, shown: &str) -> Result<FoundKey,
             .find_objects(&template)
             .map_err(Pkcs11Error::call("searching the token for the private key"))?;
         match found.as_slice() {
-            [one] => describe_key(s, *one, shown),
-            [] => Err(Pkcs11Error::Key(format!(
-                "no private key on token \"{}\" matches {shown}{}; {}",
-                token.label,
-                uri.hex_id_hint()
-                    .map(|rfc| format!(" (RFC 7512 writes CKA_ID bytes percent-encoded: did you mean id={rfc}?)"))
-                    .unwrap_or_default(),
-                list_keys(s)
-            ))),
+            [one] => describe_key(s, *one, uri),
+            [] => Err(match &uri.piv_slot {
+                Some(slot) => Pkcs11Error::EmptyPivSlot {
+                    slot: slot.clone(),
+                    label: crate::keyref::pkcs11::piv_labels(slot).0,
+                },
+                None => Pkcs11Error::NoKey {
+                    token: token.label.clone(),
+                    reference: uri.to_string(),
+                    hint: uri.hex_id_hint()
+                        .map(|rfc| format!(" (RFC 7512 writes CKA_ID bytes percent-encoded: did you mean id={rfc}?)"))
+                        .unwrap_or_default(),
+                    listing: list_keys(s),
+                },
+            }),
             many => Err(Pkcs11Error::Key(format!(
-                "{} private keys on token \"{}\" match {shown}; add object= or id= to choose one; {}",
+                "{} private keys on token \"{}\" match {uri}; add object= or id= to choose one; {}",
                 many.len(),
                 token.label,
                 list_keys(s)
@@ -61,7 +67,11 @@ pub fn find_key(token: &Token, uri: &Pkcs11Uri, shown: &str) -> Result<FoundKey,
     })
 }
 
-fn describe_key(s: &Session, handle: ObjectHandle, shown: &str) -> Result<FoundKey, Pkcs11Error> {
+fn describe_key(
+    s: &Session,
+    handle: ObjectHandle,
+    uri: &Pkcs11Uri,
+) -> Result<FoundKey, Pkcs11Error> {
     let attrs = s
         .get_attributes(
             handle,
@@ -95,14 +105,15 @@ fn describe_key(s: &Session, handle: ObjectHandle, shown: &str) -> Result<FoundK
     match key_type {
         Some(KeyType::RSA) | None => {}
         Some(other) => {
-            return Err(Pkcs11Error::Key(format!(
-                "{shown} is a {other} key; Entra ID accepts RSA certificate credentials only: make an RSA key (certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048)"
-            )))
+            return Err(Pkcs11Error::NotRsa {
+                reference: uri.to_string(),
+                kind: other.to_string(),
+            })
         }
     }
     if !can_sign {
         return Err(Pkcs11Error::Key(format!(
-            "{shown}: the key has CKA_SIGN=false, so the token will not sign with it; use a key made for signing"
+            "{uri}: the key has CKA_SIGN=false, so the token will not sign with it; use a key made for signing"
         )));
     }
     Ok(key)
@@ -114,7 +125,8 @@ pub fn list_keys(s: &Session) -> String {
         return "the private keys could not be listed".into();
     };
     if handles.is_empty() {
-        return "the token holds no private key (certassert key generate --key 'pkcs11:…;object=NAME' makes one)".into();
+        return "the token holds no private key yet (generate one there, named by object=NAME)"
+            .into();
     }
     let mut lines = Vec::new();
     for h in handles {

@@ -6,8 +6,9 @@
 
 use super::objects::{self, FoundKey};
 use super::token::Token;
-use super::uri::{piv_labels, Pkcs11Uri};
 use super::{id_text, Pkcs11Error};
+use crate::keyref::Pkcs11Uri;
+use crate::secret::Callbacks;
 use crate::signer::{Algorithm, Error, Signer};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
@@ -43,52 +44,28 @@ pub struct Pkcs11Signer {
     algorithms: Vec<Algorithm>,
     rs256: Route,
     ps256: Option<Route>,
-    /// The reference without its query, for messages.
-    pub(super) shown: String,
-    /// Set for piv: references (the slot, e.g. "9c").
-    pub(super) piv_slot: Option<String>,
+    /// The reference the key was opened by (its `Display` is redacted), for messages
+    /// and, for `piv:` references, the slot.
+    pub(super) uri: Pkcs11Uri,
 }
 
 impl Pkcs11Signer {
-    /// Open the key a `pkcs11:` URI names.
+    /// Open the key a `pkcs11:` URI or `piv:` slot names. A PIN that no `pin-source=`
+    /// supplies is asked for through `callbacks`, once; a wrong one is never retried.
     ///
     /// # Errors
-    /// See [`Pkcs11Error`]: module, token, PIN, key lookup, or a certificate stored with
-    /// the key that does not belong to it.
-    pub fn open(uri: &str) -> Result<Self, Pkcs11Error> {
-        Self::open_parsed(&Pkcs11Uri::parse(uri)?, Pkcs11Uri::display(uri), false)
-    }
-
-    /// Open the key in a YubiKey PIV slot (`piv:9c…`) through ykcs11.
-    ///
-    /// # Errors
-    /// As [`Pkcs11Signer::open`]; an empty slot says how to fill it.
-    pub fn open_piv(uri: &str) -> Result<Self, Pkcs11Error> {
-        let parsed = Pkcs11Uri::parse_piv(uri)?;
-        let shown = Pkcs11Uri::display(uri);
-        Self::open_parsed(&parsed, shown, false).map_err(|e| match e {
-            Pkcs11Error::Key(msg) if msg.starts_with("no private key") => {
-                let slot = parsed.piv_slot.as_deref().unwrap_or("9c");
-                Pkcs11Error::Key(format!(
-                    "PIV slot {slot} holds no key ({}); put an RSA key there: ykman piv keys generate --algorithm RSA2048 {slot} pub.pem (Entra rejects the EC P-256 default)",
-                    piv_labels(slot).0
-                ))
-            }
-            other => other,
-        })
-    }
-
-    pub(super) fn open_parsed(uri: &Pkcs11Uri, shown: &str, rw: bool) -> Result<Self, Pkcs11Error> {
-        let token = Token::open(uri, shown, rw)?;
-        let key = objects::find_key(&token, uri, shown)?;
-        Self::from_found(token, key, shown, uri.piv_slot.clone())
+    /// See [`Pkcs11Error`]: module, token, PIN, key lookup (an empty PIV slot says how to
+    /// fill it), or a certificate stored with the key that does not belong to it.
+    pub fn open(uri: &Pkcs11Uri, callbacks: &dyn Callbacks) -> Result<Self, Pkcs11Error> {
+        let token = Token::open(uri, false, callbacks)?;
+        let key = objects::find_key(&token, uri)?;
+        Self::from_found(token, key, uri)
     }
 
     pub(super) fn from_found(
         token: Token,
         key: FoundKey,
-        shown: &str,
-        piv_slot: Option<String>,
+        uri: &Pkcs11Uri,
     ) -> Result<Self, Pkcs11Error> {
         let (spki, certs) = token.with_keeper(|s| {
             Ok::<_, Pkcs11Error>((
@@ -100,22 +77,20 @@ impl Pkcs11Signer {
             .map(|(n, _)| crate::der::integer_bits(n))
             .unwrap_or(0);
         if bits < 2048 {
-            return Err(Pkcs11Error::Key(format!(
-                "{shown}: the RSA key is {bits} bits; Entra ID requires at least 2048"
-            )));
+            return Err(Pkcs11Error::KeyTooSmall {
+                reference: uri.to_string(),
+                bits,
+            });
         }
         let cert = match certs.as_slice() {
             [] => None,
-            _ => match certs
-                .iter()
-                .find(|(_, der)| cert_matches(der, &spki))
-            {
+            _ => match certs.iter().find(|(_, der)| cert_matches(der, &spki)) {
                 Some((_, der)) => Some(der.clone()),
                 None => {
-                    return Err(Pkcs11Error::Key(format!(
-                        "{shown}: the certificate stored with id={} does not belong to this key (Entra would answer AADSTS700027); replace it (certassert cert create --key … --store) or pass --cert",
-                        id_text(&key.id)
-                    )))
+                    return Err(Pkcs11Error::CertificateMismatch {
+                        reference: uri.to_string(),
+                        id: id_text(&key.id),
+                    })
                 }
             },
         };
@@ -151,8 +126,7 @@ impl Pkcs11Signer {
             algorithms,
             rs256,
             ps256,
-            shown: shown.to_string(),
-            piv_slot,
+            uri: uri.clone(),
         })
     }
 
@@ -240,7 +214,7 @@ impl Pkcs11Signer {
             }
             _ => Err(Pkcs11Error::Key(format!(
                 "{}: the key is no longer on token \"{}\" (id={})",
-                self.shown,
+                self.uri,
                 self.token.label,
                 id_text(&self.key.id)
             ))),
@@ -305,13 +279,14 @@ impl Signer for Pkcs11Signer {
                         }
                         _ => "",
                     };
-                    return Err(Error::Sign {
-                        backend: "pkcs11",
-                        detail: format!(
-                            "{alg} with {} on token \"{}\": {e}{hint}",
-                            self.shown, self.token.label
-                        ),
-                    });
+                    return Err(Pkcs11Error::Sign {
+                        alg,
+                        reference: self.uri.to_string(),
+                        token: self.token.label.clone(),
+                        hint,
+                        source: Box::new(e),
+                    }
+                    .into());
                 }
             }
         }

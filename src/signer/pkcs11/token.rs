@@ -1,9 +1,9 @@
 //! The token: which slot the URI selects, the one login that covers every session of
 //! this process (held by a keeper session), and the pool of sessions signatures run on.
 
-use super::uri::Pkcs11Uri;
 use super::{module, Pkcs11Error};
-use crate::secret::{Secret, SecretSource};
+use crate::keyref::Pkcs11Uri;
+use crate::secret::{Callbacks, Secret, SecretError, SecretKind, SecretRequest, SecretSource};
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, UserType};
@@ -36,16 +36,17 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// Load the module, select the token the URI names and log in (once).
-    /// `rw` opens the keeper read-write, for creating objects.
+    /// Load the module, select the token the URI names and log in (once), asking
+    /// `callbacks` for a PIN no `pin-source=` supplies. `rw` opens the keeper
+    /// read-write, for creating objects.
     ///
     /// # Errors
     /// Module, token-selection, PIN and login failures, each with a message that says
     /// what to change.
-    pub fn open(uri: &Pkcs11Uri, shown: &str, rw: bool) -> Result<Self, Pkcs11Error> {
+    pub fn open(uri: &Pkcs11Uri, rw: bool, callbacks: &dyn Callbacks) -> Result<Self, Pkcs11Error> {
         let path = module::resolve(uri)?;
         let ctx = module::load(&path)?;
-        let (slot, info) = select(&ctx, uri, shown, &path)?;
+        let (slot, info) = select(&ctx, uri, &path)?;
         let label = info.label().trim_end().to_string();
         let keeper = if rw {
             ctx.open_rw_session(slot)
@@ -63,11 +64,18 @@ impl Token {
             keeper: Mutex::new(keeper),
             pool: Mutex::new(Vec::new()),
         };
-        token.login(uri, &info)?;
+        token.login(uri, &info, callbacks)?;
         Ok(token)
     }
 
-    fn login(&mut self, uri: &Pkcs11Uri, info: &TokenInfo) -> Result<(), Pkcs11Error> {
+    /// Log in once. The token's PIN flags were read (`info`) before any PIN is asked
+    /// for or presented: a locked PIN is never tried.
+    fn login(
+        &mut self,
+        uri: &Pkcs11Uri,
+        info: &TokenInfo,
+        callbacks: &dyn Callbacks,
+    ) -> Result<(), Pkcs11Error> {
         if !info.login_required() {
             return Ok(());
         }
@@ -77,9 +85,9 @@ impl Token {
             });
         }
         let pin = match &uri.pin {
-            Some(source) => Some(self.read_pin(source)?),
+            Some(source) => Some(self.read_pin(source, callbacks)?),
             None if info.protected_authentication_path() => None,
-            None => Some(self.read_pin(&SecretSource::Prompt)?),
+            None => Some(self.read_pin(&SecretSource::Prompt, callbacks)?),
         };
         let result = {
             let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,11 +102,18 @@ impl Token {
         }
     }
 
-    fn read_pin(&self, source: &SecretSource) -> Result<Secret, Pkcs11Error> {
-        let what = format!("user PIN for token \"{}\"", self.label);
-        match source.read(&what) {
+    fn read_pin(
+        &self,
+        source: &SecretSource,
+        callbacks: &dyn Callbacks,
+    ) -> Result<Secret, Pkcs11Error> {
+        let request = SecretRequest::new(
+            SecretKind::Pin,
+            format!("user PIN for token \"{}\"", self.label),
+        );
+        match source.read(&request, callbacks) {
             Ok(pin) => Ok(pin),
-            Err(crate::secret::SecretError::NoTerminal { .. }) => Err(Pkcs11Error::PinNeeded {
+            Err(SecretError::CannotAsk { .. }) => Err(Pkcs11Error::PinNeeded {
                 token: self.label.clone(),
             }),
             Err(source) => Err(Pkcs11Error::PinSource {
@@ -138,7 +153,7 @@ impl Token {
             )),
             other => Pkcs11Error::Call {
                 what: format!("logging in to token \"{}\"", self.label),
-                source: other,
+                source: Box::new(other),
             },
         }
     }
@@ -208,7 +223,6 @@ fn present(session: &Session, user: UserType, pin: Option<&Secret>) -> Result<()
 fn select(
     ctx: &Pkcs11,
     uri: &Pkcs11Uri,
-    shown: &str,
     module: &std::path::Path,
 ) -> Result<(Slot, TokenInfo), Pkcs11Error> {
     let slots = ctx
@@ -246,13 +260,15 @@ fn select(
     };
     match matching.len() {
         1 => Ok(matching.remove(0)),
-        0 => Err(Pkcs11Error::Token(format!(
-            "no token matches {shown}; {listing}"
-        ))),
-        _ => Err(Pkcs11Error::Token(format!(
-            "{} tokens match {shown}; add token=, serial= or slot-id= to choose one; {listing}",
-            matching.len()
-        ))),
+        0 => Err(Pkcs11Error::NoToken {
+            reference: uri.to_string(),
+            listing,
+        }),
+        count => Err(Pkcs11Error::ManyTokens {
+            count,
+            reference: uri.to_string(),
+            listing,
+        }),
     }
 }
 

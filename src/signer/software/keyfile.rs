@@ -6,7 +6,7 @@
 //! crypto library sees it. Every buffer that held private material is zeroized.
 
 use crate::public_key::{self, pem, KeyAlgorithm};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Callbacks, Secret, SecretKind, SecretRequest, SecretSource};
 use crate::signer::Error;
 use der::{Decode as _, Reader as _, SliceReader, Tag};
 use std::path::Path;
@@ -37,8 +37,12 @@ impl KeyMaterial {
 }
 
 /// Read a key file. `password` unlocks encrypted PKCS#8 and PKCS#12; when it is absent an
-/// empty password is tried and then, only on a terminal, the user is asked.
-pub(super) fn read(path: &Path, password: Option<&SecretSource>) -> Result<KeyMaterial, Error> {
+/// empty password is tried and then `callbacks` is asked (once per file).
+pub(super) fn read(
+    path: &Path,
+    password: Option<&SecretSource>,
+    callbacks: &dyn Callbacks,
+) -> Result<KeyMaterial, Error> {
     let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
         source,
@@ -46,6 +50,7 @@ pub(super) fn read(path: &Path, password: Option<&SecretSource>) -> Result<KeyMa
     Loader {
         path,
         password,
+        callbacks,
         asked: None,
     }
     .load(&data)
@@ -102,6 +107,7 @@ fn shape(data: &[u8]) -> Option<Shape> {
 struct Loader<'a> {
     path: &'a Path,
     password: Option<&'a SecretSource>,
+    callbacks: &'a dyn Callbacks,
     /// A password typed at the prompt, kept for a second encrypted object in the file.
     asked: Option<Secret>,
 }
@@ -187,9 +193,9 @@ impl Loader<'_> {
                 key,
                 certificates: certs,
             }),
-            None if !certs.is_empty() => Err(self.format(
-                "the file holds a certificate but no private key: it is a certificate file, not a key file",
-            )),
+            None if !certs.is_empty() => Err(Error::CertificateOnly {
+                path: self.path.into(),
+            }),
             None => Err(self.format(format!(
                 "no private key in this PEM file (blocks found: {})",
                 if labels.is_empty() { "none".to_string() } else { labels.join(", ") }
@@ -197,15 +203,24 @@ impl Loader<'_> {
         }
     }
 
+    /// What the callbacks are asked for.
+    fn request(&self) -> SecretRequest {
+        SecretRequest::new(
+            SecretKind::Password,
+            format!("password for {}", self.path.display()),
+        )
+    }
+
     /// The password to try, in order: the configured source; else "" then a prompt.
     fn passwords(&mut self) -> Result<Vec<Option<Secret>>, Error> {
         match self.password {
             Some(source) => {
-                let what = format!("password for {}", self.path.display());
-                let secret = source.read(&what).map_err(|source| Error::Secret {
-                    path: self.path.into(),
-                    source,
-                })?;
+                let secret = source
+                    .read(&self.request(), self.callbacks)
+                    .map_err(|source| Error::Secret {
+                        path: self.path.into(),
+                        source,
+                    })?;
                 Ok(vec![Some(secret)])
             }
             None => Ok(vec![Some(Secret::new(String::new())), None]),
@@ -218,15 +233,14 @@ impl Loader<'_> {
         if let Some(s) = &self.asked {
             return Ok(s.clone());
         }
-        let what = format!("password for {}", self.path.display());
-        let secret = crate::secret::prompt(
-            &what,
-            "?password-source=env:VAR or file:PATH to the key reference",
-        )
-        .map_err(|source| Error::Secret {
-            path: self.path.into(),
-            source,
-        })?;
+        let request = self.request();
+        let secret = self
+            .callbacks
+            .request_secret(&request)
+            .ok_or_else(|| Error::Secret {
+                path: self.path.into(),
+                source: request.cannot_ask(),
+            })?;
         self.asked = Some(secret.clone());
         Ok(secret)
     }

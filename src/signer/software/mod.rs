@@ -9,7 +9,7 @@ mod keyfile;
 
 use super::{Algorithm, Error, Signer};
 use crate::public_key;
-use crate::secret::SecretSource;
+use crate::secret::{Callbacks, NoCallbacks, SecretSource};
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
@@ -76,14 +76,29 @@ impl Signer for SoftwareSigner {
 
 impl SoftwareSigner {
     /// Load a key file. `password` unlocks encrypted PKCS#8 and PKCS#12; when it is absent
-    /// an empty password is tried (as `openssl pkcs12 -passout pass:` writes) and then,
-    /// only on a terminal, the user is asked.
+    /// an empty password is tried (as `openssl pkcs12 -passout pass:` writes), and nobody
+    /// is asked: see [`SoftwareSigner::from_file_with`].
     ///
     /// # Errors
     /// Unreadable file, unknown format, wrong password, a non-RSA key, or an RSA key
     /// outside 2048–8192 bits. Each message names the file and what to do.
     pub fn from_file(path: &Path, password: Option<&SecretSource>) -> Result<Self, Error> {
-        finish(path, keyfile::read(path, password)?)
+        Self::from_file_with(path, password, &NoCallbacks)
+    }
+
+    /// As [`SoftwareSigner::from_file`], asking `callbacks` for the password when the
+    /// file is encrypted, no `password` source is given and the empty password fails
+    /// (and for a `prompt` source).
+    ///
+    /// # Errors
+    /// As [`SoftwareSigner::from_file`]; [`Error::Secret`] when the password is needed
+    /// and `callbacks` cannot ask.
+    pub fn from_file_with(
+        path: &Path,
+        password: Option<&SecretSource>,
+        callbacks: &dyn Callbacks,
+    ) -> Result<Self, Error> {
+        finish(path, keyfile::read(path, password, callbacks)?)
     }
 
     /// Build a signer from unencrypted PKCS#8 DER (used by key generation and tests).
@@ -152,11 +167,7 @@ pub fn generate_software_key(bits: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
         2048 => KeySize::Rsa2048,
         3072 => KeySize::Rsa3072,
         4096 => KeySize::Rsa4096,
-        other => {
-            return Err(Error::Generate(format!(
-                "cannot generate a {other}-bit RSA key: choose 2048, 3072 or 4096 bits"
-            )))
-        }
+        bits => return Err(Error::UnsupportedKeySize { bits }),
     };
     let key =
         KeyPair::generate(size).map_err(|_| Error::Generate("RSA key generation failed".into()))?;

@@ -6,7 +6,8 @@
 //! `Esys_TR_FromTPMPublic` under a password session crashes.
 
 use super::keyfile::{TssKey, RH_OWNER};
-use super::uri::{KeyLocation, TpmUri};
+use super::TpmError;
+use crate::keyref::{KeyLocation, TpmUri};
 use crate::secret::Secret;
 use crate::signer::Error;
 use std::sync::Once;
@@ -145,12 +146,56 @@ pub(crate) fn describe(e: &tss_esapi::Error) -> String {
     format!("{text} (rc {rc:#x})")
 }
 
-/// A TPM error naming what was being done.
-pub(crate) fn tpm_error(what: impl Into<String>, detail: impl Into<String>) -> Error {
-    Error::Tpm {
+/// A `tss_esapi::Error` as certassert reports it: its `Display` is the TPM response code
+/// with its name, as tpm2-tools prints it (`TPM_RC_HANDLE: … (rc 0x18b)`), where
+/// tss-esapi's own text would be the specification's long description. It is the source
+/// of [`TpmError`]'s TSS variants; [`TssError::tss`] (or [`TpmError::tss`]) gives the
+/// original error.
+#[derive(Debug)]
+pub struct TssError(tss_esapi::Error);
+
+impl TssError {
+    /// The original tss-esapi error.
+    pub fn tss(&self) -> &tss_esapi::Error {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TssError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
+}
+
+impl std::error::Error for TssError {}
+
+/// `e`, boxed as a [`TpmError`] source.
+pub(crate) fn boxed(e: tss_esapi::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(TssError(e))
+}
+
+/// A TSS failure while doing `what`.
+pub(crate) fn tss(what: impl Into<String>, e: tss_esapi::Error) -> Error {
+    tss_advice(what, e, "")
+}
+
+/// A TSS failure while doing `what`, with advice (`; …`) after the response code.
+pub(crate) fn tss_advice(what: impl Into<String>, e: tss_esapi::Error, advice: &str) -> Error {
+    TpmError::Tss {
+        what: what.into(),
+        source: boxed(e),
+        advice: advice.to_string(),
+    }
+    .into()
+}
+
+/// A TPM problem that is not a TSS error.
+pub(crate) fn failed(what: impl Into<String>, detail: impl Into<String>) -> Error {
+    TpmError::Failed {
         what: what.into(),
         detail: detail.into(),
     }
+    .into()
 }
 
 /// Open an ESYS context on `tcti`.
@@ -159,20 +204,15 @@ pub(crate) fn tpm_error(what: impl Into<String>, detail: impl Into<String>) -> E
 /// The TCTI string is not understood, its library is missing, or the TPM cannot be reached.
 pub(crate) fn connect(tcti: &str) -> Result<Context, Error> {
     quiet_tss_logs();
-    let name_conf: TctiNameConf = tcti.parse().map_err(|_| {
-        tpm_error(
-            format!("TCTI \"{tcti}\""),
-            "not understood; use device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, mssim:… or tabrmd",
-        )
+    let name_conf: TctiNameConf = tcti.parse().map_err(|_| TpmError::BadTcti {
+        tcti: tcti.to_string(),
     })?;
     Context::new(name_conf).map_err(|e| {
-        tpm_error(
-            format!("cannot connect to the TPM through TCTI \"{tcti}\""),
-            format!(
-                "{}; is the TPM (or swtpm) running and reachable? Set the TCTI with ?tcti=… in the key reference or TPM2TOOLS_TCTI",
-                describe(&e)
-            ),
-        )
+        TpmError::Connect {
+            tcti: tcti.to_string(),
+            source: boxed(e),
+        }
+        .into()
     })
 }
 
@@ -252,13 +292,13 @@ pub(crate) fn create_standard_primary(
     owner_auth: Option<&Secret>,
 ) -> Result<KeyHandle, Error> {
     let what = "cannot create the standard storage primary key (owner hierarchy)";
-    let ecc = tpm_has_ecc(ctx).map_err(|e| tpm_error(what, describe(&e)))?;
-    let template = standard_primary_template(ecc).map_err(|e| tpm_error(what, describe(&e)))?;
+    let ecc = tpm_has_ecc(ctx).map_err(|e| tss(what, e))?;
+    let template = standard_primary_template(ecc).map_err(|e| tss(what, e))?;
     if let Some(secret) = owner_auth {
         let auth = Auth::try_from(secret.expose().as_bytes().to_vec())
-            .map_err(|_| tpm_error(what, "the owner password is too long"))?;
+            .map_err(|_| failed(what, "the owner password is too long"))?;
         ctx.tr_set_auth(ObjectHandle::Owner, auth)
-            .map_err(|e| tpm_error(what, describe(&e)))?;
+            .map_err(|e| tss(what, e))?;
     }
     ctx.execute_with_session(Some(AuthSession::Password), |c| {
         c.create_primary(Hierarchy::Owner, template, None, None, None, None)
@@ -270,7 +310,7 @@ pub(crate) fn create_standard_primary(
         } else {
             ""
         };
-        tpm_error(what, format!("{}{hint}", describe(&e)))
+        tss_advice(what, e, hint)
     })
 }
 
@@ -285,41 +325,39 @@ pub(crate) fn open_persistent(
     let what = format!("persistent handle {handle:#010x}");
     let tpm_handle = PersistentTpmHandle::new(handle)
         .map(TpmHandle::Persistent)
-        .map_err(|e| tpm_error(&what, describe(&e)))?;
+        .map_err(|e| tss(&what, e))?;
     // No session: tr_from_tpm_public under a password session crashes libtss2 3.2.1.
     let object = ctx
         .execute_without_session(|c| c.tr_from_tpm_public(tpm_handle))
         .map_err(|e| {
             if tpm_code(&e) == Some(RC_HANDLE) {
-                tpm_error(
-                    format!("no key is persisted at handle {handle:#010x}"),
-                    format!(
-                        "{}; list persistent handles with `tpm2_getcap handles-persistent`, or make a key there with `certassert key generate --key tpm:handle={handle:#010x}`",
-                        describe(&e)
-                    ),
-                )
+                TpmError::NoPersistentKey {
+                    handle,
+                    source: boxed(e),
+                }
+                .into()
             } else {
-                tpm_error(&what, describe(&e))
+                tss(&what, e)
             }
         })?;
     let key = KeyHandle::from(object);
     let public = ctx
         .execute_without_session(|c| c.read_public(key))
         .map(|(public, _, _)| public)
-        .map_err(|e| tpm_error(&what, describe(&e)))?;
+        .map_err(|e| tss(&what, e))?;
     Ok((key, public))
 }
 
 /// Set an object's password for the password sessions that use it.
 pub(crate) fn set_auth(ctx: &mut Context, object: KeyHandle, secret: &Secret) -> Result<(), Error> {
     let auth = Auth::try_from(secret.expose().as_bytes().to_vec()).map_err(|_| {
-        tpm_error(
+        failed(
             "the TPM key password",
             "is too long (the TPM takes at most 32 bytes for a SHA-256 key)",
         )
     })?;
     ctx.tr_set_auth(object.into(), auth)
-        .map_err(|e| tpm_error("setting the TPM key password", describe(&e)))
+        .map_err(|e| tss("setting the TPM key password", e))
 }
 
 /// A key that is loaded (or opened) and ready to sign.
@@ -357,7 +395,7 @@ pub(crate) fn load_key(
         }
         (KeyLocation::File(path), Some(tss)) => load_blob(ctx, path, tss, parent_auth)?,
         (KeyLocation::File(path), None) => {
-            return Err(tpm_error(
+            return Err(failed(
                 format!("{}", path.display()),
                 "internal: key file not read",
             ))
@@ -381,14 +419,10 @@ fn load_blob(
     parent_auth: Option<&Secret>,
 ) -> Result<LoadedKey, Error> {
     let what = format!("cannot load the TSS2 key {}", path.display());
-    let public = Public::unmarshall(tss.public_area()).map_err(|e| {
-        tpm_error(
-            &what,
-            format!("its public part is malformed ({})", describe(&e)),
-        )
-    })?;
+    let public = Public::unmarshall(tss.public_area())
+        .map_err(|e| tss_advice(&what, e, "; its public part is malformed"))?;
     let private = Private::try_from(tss.private_area().to_vec())
-        .map_err(|_| tpm_error(&what, "its private part is too large"))?;
+        .map_err(|_| failed(&what, "its private part is too large"))?;
     let (parent, parent_transient) = if tss.parent == RH_OWNER {
         (create_standard_primary(ctx, parent_auth)?, true)
     } else if tss.parent >> 24 == 0x81 {
@@ -398,7 +432,7 @@ fn load_blob(
         }
         (parent, false)
     } else {
-        return Err(tpm_error(
+        return Err(failed(
             &what,
             format!(
                 "its parent {:#010x} is neither the owner hierarchy (0x40000001) nor a persistent key",
@@ -425,7 +459,7 @@ fn load_blob(
             }
             _ => "",
         };
-        tpm_error(&what, format!("{}{hint}", describe(&e)))
+        tss_advice(&what, e, hint)
     })?;
     Ok(LoadedKey {
         handle,

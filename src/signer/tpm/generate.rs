@@ -3,9 +3,10 @@
 //! The attributes are tpm2-openssl's for `openssl genpkey -provider tpm2 -algorithm RSA`
 //! (sign and decrypt, null scheme), so RS256, PS256 and the PS256 fallback all work.
 
-use super::context::{create_standard_primary, describe, flush, tpm_code, tpm_error, RC_HANDLE};
+use super::context::{boxed, create_standard_primary, failed, flush, tpm_code, tss, RC_HANDLE};
 use super::keyfile::{TssKey, RH_OWNER};
-use super::uri::{KeyLocation, TpmUri};
+use super::TpmError;
+use crate::keyref::{KeyLocation, TpmUri};
 use crate::secret::Secret;
 use crate::signer::Error;
 use std::path::Path;
@@ -30,19 +31,19 @@ use tss_esapi::Context;
 /// The path exists or its directory is missing.
 pub(crate) fn check_new_file(path: &Path) -> Result<(), Error> {
     if path.exists() {
-        return Err(Error::Generate(format!(
-            "{} exists; certassert never overwrites a key file: choose a new path",
-            path.display()
-        )));
+        return Err(TpmError::FileExists {
+            path: path.to_path_buf(),
+        }
+        .into());
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         if !dir.is_dir() {
-            return Err(Error::Generate(format!(
-                "cannot write {}: the directory {} does not exist",
-                path.display(),
-                dir.display()
-            )));
+            return Err(TpmError::NoDirectory {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+            }
+            .into());
         }
     }
     Ok(())
@@ -53,13 +54,9 @@ fn key_template(bits: usize) -> Result<Public, Error> {
         2048 => RsaKeyBits::Rsa2048,
         3072 => RsaKeyBits::Rsa3072,
         4096 => RsaKeyBits::Rsa4096,
-        _ => {
-            return Err(Error::Generate(format!(
-                "{bits}-bit RSA: choose 2048, 3072 or 4096"
-            )))
-        }
+        _ => return Err(Error::UnsupportedKeySize { bits }),
     };
-    let fail = |e: tss_esapi::Error| Error::Generate(format!("TPM key template: {}", describe(&e)));
+    let fail = |e: tss_esapi::Error| tss("TPM key template", e);
     let attributes = ObjectAttributesBuilder::new()
         .with_user_with_auth(true)
         .with_sign_encrypt(true)
@@ -108,7 +105,7 @@ pub(crate) fn generate(
     let user_auth = auth
         .map(|s| Auth::try_from(s.expose().as_bytes().to_vec()))
         .transpose()
-        .map_err(|_| Error::Generate("the key password is longer than 32 bytes".into()))?;
+        .map_err(|_| failed("the key password", "is longer than 32 bytes"))?;
     let primary = create_standard_primary(ctx, owner_auth)?;
     let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
         c.create(primary, template, user_auth, None, None, None)
@@ -117,16 +114,14 @@ pub(crate) fn generate(
         Ok(c) => c,
         Err(e) => {
             flush(ctx, primary);
-            let hint = match tpm_code(&e) {
-                Some(0x084 | 0x0c4 | 0x2c4 | 0x087 | 0x0c7) => {
-                    format!("; this TPM may not make {bits}-bit RSA keys: try --bits 2048")
+            return Err(match tpm_code(&e) {
+                Some(0x084 | 0x0c4 | 0x2c4 | 0x087 | 0x0c7) => TpmError::KeySizeRefused {
+                    bits,
+                    source: boxed(e),
                 }
-                _ => String::new(),
-            };
-            return Err(Error::Generate(format!(
-                "the TPM could not create a {bits}-bit RSA key: {}{hint}",
-                describe(&e)
-            )));
+                .into(),
+                _ => tss(format!("the TPM could not create a {bits}-bit RSA key"), e),
+            });
         }
     };
     match uri.key {
@@ -145,21 +140,19 @@ pub(crate) fn generate(
                 )
             });
             flush(ctx, primary);
-            let key = loaded.map_err(|e| {
-                Error::Generate(format!("loading the new key failed: {}", describe(&e)))
-            })?;
+            let key = loaded.map_err(|e| tss("loading the new key failed", e))?;
             let persistent = PersistentTpmHandle::new(handle)
                 .map(Persistent::Persistent)
-                .map_err(|e| Error::Generate(describe(&e)));
+                .map_err(|e| tss(format!("persistent handle {handle:#010x}"), e));
             let evicted = persistent.and_then(|p| {
                 ctx.execute_with_session(Some(AuthSession::Password), |c| {
                     c.evict_control(Provision::Owner, ObjectHandle::from(key), p)
                 })
                 .map_err(|e| {
-                    Error::Generate(format!(
-                        "making the key persistent at {handle:#010x} failed: {}",
-                        describe(&e)
-                    ))
+                    tss(
+                        format!("making the key persistent at {handle:#010x} failed"),
+                        e,
+                    )
                 })
             });
             flush(ctx, key);
@@ -174,20 +167,14 @@ pub(crate) fn generate(
 fn ensure_free(ctx: &mut Context, handle: u32) -> Result<(), Error> {
     let tpm_handle = PersistentTpmHandle::new(handle)
         .map(TpmHandle::Persistent)
-        .map_err(|e| Error::Generate(describe(&e)))?;
+        .map_err(|e| tss(format!("persistent handle {handle:#010x}"), e))?;
     match ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle)) {
         Ok(mut object) => {
             let _ = ctx.tr_close(&mut object);
-            Err(Error::Generate(format!(
-                "persistent handle {handle:#010x} is occupied; choose a free one (tpm2_getcap handles-persistent lists the used ones) \
-                 or remove the old key first (tpm2_evictcontrol -C o -c {handle:#010x})"
-            )))
+            Err(TpmError::HandleOccupied { handle }.into())
         }
         Err(e) if tpm_code(&e) == Some(RC_HANDLE) => Ok(()),
-        Err(e) => Err(tpm_error(
-            format!("checking persistent handle {handle:#010x}"),
-            describe(&e),
-        )),
+        Err(e) => Err(tss(format!("checking persistent handle {handle:#010x}"), e)),
     }
 }
 
@@ -198,10 +185,10 @@ fn to_tss(
 ) -> Result<TssKey, Error> {
     let public = public
         .marshall()
-        .map_err(|e| Error::Generate(format!("encoding the public part: {}", describe(&e))))?;
+        .map_err(|e| tss("encoding the public part of the new key", e))?;
     let sized = |body: &[u8]| -> Result<Vec<u8>, Error> {
         let len = u16::try_from(body.len())
-            .map_err(|_| Error::Generate("a TPM blob is larger than 64 KiB".into()))?;
+            .map_err(|_| failed("the new key", "a TPM blob is larger than 64 KiB"))?;
         let mut out = len.to_be_bytes().to_vec();
         out.extend_from_slice(body);
         Ok(out)

@@ -8,7 +8,7 @@
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
 
-use super::worker::Shared;
+use super::signer::Shared;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};

@@ -5,7 +5,8 @@
 //! when the TPM's is refused, the padding is done on the host (EMSA-PSS, salt 32) and
 //! the TPM only applies the private key through TPM2_RSA_Decrypt, if the key allows it.
 
-use super::context::{describe, is_auth_failure, tpm_code, tpm_error, TssResult, RC_LOCKOUT};
+use super::context::{boxed, failed, is_auth_failure, tpm_code, tss, TssResult, RC_LOCKOUT};
+use super::TpmError;
 use crate::signer::{Algorithm, Error};
 use aws_lc_rs::digest;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
@@ -18,10 +19,6 @@ use tss_esapi::structures::{
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::Context;
-
-/// The message shown when neither the TPM's PSS nor the host-side fallback can give a
-/// 32-byte salt.
-pub const NO_RFC7518_PS256: &str = "this TPM cannot produce RFC 7518 PS256; use RS256";
 
 /// What a TPM RSA key can do for us, read from its public area.
 #[derive(Debug, Clone)]
@@ -56,18 +53,19 @@ impl KeyInfo {
             ..
         } = public
         else {
-            return Err(tpm_error(
-                what,
-                "is not an RSA key: Entra ID accepts RSA certificate credentials only; make one with certassert key generate --key tpm:…",
-            ));
+            return Err(TpmError::NotRsa {
+                what: what.to_string(),
+            }
+            .into());
         };
         let n = crate::der::strip_leading_zeros(unique.value()).to_vec();
         let bits = crate::der::integer_bits(&n);
         if bits < 2048 {
-            return Err(tpm_error(
-                what,
-                format!("the RSA key is {bits} bits; Entra ID requires at least 2048"),
-            ));
+            return Err(TpmError::KeyTooSmall {
+                what: what.to_string(),
+                bits,
+            }
+            .into());
         }
         let e = match parameters.exponent().value() {
             0 => 65_537,
@@ -77,7 +75,7 @@ impl KeyInfo {
         let sign = object_attributes.sign_encrypt() && !restricted;
         let raw_decrypt = object_attributes.decrypt() && !restricted;
         if object_attributes.sign_encrypt() && restricted {
-            return Err(tpm_error(
+            return Err(failed(
                 what,
                 "is a restricted signing key (an attestation key), which signs only TPM-generated data; use an unrestricted signing key",
             ));
@@ -101,7 +99,7 @@ impl KeyInfo {
             algorithms.push(Algorithm::Ps256);
         }
         if algorithms.is_empty() {
-            return Err(tpm_error(
+            return Err(failed(
                 what,
                 "cannot sign: it is not a signing key, or its fixed scheme is neither RSASSA-SHA256 nor RSAPSS-SHA256",
             ));
@@ -111,7 +109,7 @@ impl KeyInfo {
             &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
             &spki,
         )
-        .map_err(|e| tpm_error(what, format!("its public key is not usable: {e}")))?;
+        .map_err(|e| failed(what, format!("its public key is not usable: {e}")))?;
         Ok(Self {
             spki,
             pss_check,
@@ -309,17 +307,21 @@ pub(crate) fn sign(
                 *tpm_pss_refused = true;
             }
             if !info.raw_decrypt {
-                return Err(SignFailure::Final(tpm_error(
-                    "PS256",
-                    format!("{NO_RFC7518_PS256} (its PSS salt is not 32 bytes and the key does not allow TPM2_RSA_Decrypt)"),
-                )));
+                return Err(SignFailure::Final(
+                    TpmError::NoRfc7518Ps256 {
+                        reason: "its PSS salt is not 32 bytes and the key does not allow TPM2_RSA_Decrypt",
+                    }
+                    .into(),
+                ));
             }
             let sig = host_pss(ctx, key, info, message)?;
             info.pss_check.verify_sig(message, &sig).map_err(|_| {
-                SignFailure::Final(tpm_error(
-                    "PS256",
-                    format!("{NO_RFC7518_PS256} (the host-side PSS signature does not verify)"),
-                ))
+                SignFailure::Final(
+                    TpmError::NoRfc7518Ps256 {
+                        reason: "the host-side PSS signature does not verify",
+                    }
+                    .into(),
+                )
             })?;
             Ok(sig)
         }
@@ -332,36 +334,25 @@ pub(crate) fn sign(
 pub(crate) fn sign_error(
     what: &str,
     alg: Algorithm,
-    e: &tss_esapi::Error,
+    e: tss_esapi::Error,
     password_given: bool,
 ) -> Error {
-    if is_auth_failure(e) {
-        let advice = if password_given {
-            "check the secret named by ?auth-source="
-        } else {
-            "the key has a password: add ?auth-source=env:VAR, file:PATH or prompt to the key reference"
-        };
-        return tpm_error(
-            format!("wrong password for the {what}"),
-            format!(
-                "the TPM refused the key's authorization ({}); {advice} — each failure counts toward the TPM's dictionary-attack lockout",
-                describe(e)
-            ),
-        );
+    if is_auth_failure(&e) {
+        return TpmError::WrongAuth {
+            what: what.to_string(),
+            auth_given: password_given,
+            source: boxed(e),
+        }
+        .into();
     }
-    if tpm_code(e) == Some(RC_LOCKOUT) {
-        return tpm_error(
-            format!("the TPM refuses the {what}"),
-            format!(
-                "{}; wait for the lockout to expire or reset it with tpm2_dictionarylockout --clear-lockout",
-                describe(e)
-            ),
-        );
+    if tpm_code(&e) == Some(RC_LOCKOUT) {
+        return TpmError::Lockout {
+            what: what.to_string(),
+            source: boxed(e),
+        }
+        .into();
     }
-    tpm_error(
-        format!("{alg} signature with the {what} failed"),
-        describe(e),
-    )
+    tss(format!("{alg} signature with the {what} failed"), e)
 }
 
 #[cfg(test)]

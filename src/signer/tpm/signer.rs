@@ -4,17 +4,19 @@
 //! ESYS requires. Every transient object loaded is flushed when the signer is dropped,
 //! when opening fails, and when the process is interrupted (see [`super::interrupt`]).
 //! A broken connection (swtpm restarted) is repaired once per signature: reconnect,
-//! reload the key, check it is the same key, sign again.
+//! reload the key, check it is the same key, sign again — with the secrets read when the
+//! key was opened, never asking again.
 
 use super::context::{
-    connect, describe, flush, is_connection_error, is_key_gone, load_key, tpm_error, LoadedKey,
+    connect, describe, flush, is_connection_error, is_key_gone, load_key, LoadedKey,
 };
 use super::generate;
 use super::interrupt;
 use super::keyfile::TssKey;
 use super::sign::{self, KeyInfo, SignFailure};
-use super::uri::{KeyLocation, TpmUri};
-use crate::secret::Secret;
+use super::TpmError;
+use crate::keyref::{KeyLocation, TpmUri};
+use crate::secret::{Callbacks, Secret, SecretKind, SecretRequest, SecretSource};
 use crate::signer::{Algorithm, Error, Signer};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tss_esapi::Context;
@@ -33,20 +35,20 @@ pub struct TpmSigner {
     id: u64,
 }
 
-/// The worker behind its mutex, shared with the interrupt hook.
-pub(crate) struct Shared(Mutex<SendWorker>);
+/// The connection behind its mutex, shared with the interrupt hook.
+pub(crate) struct Shared(Mutex<SendConnection>);
 
 /// `Context` is not `Send` only because it holds raw pointers to the ESYS and TCTI
 /// contexts. ESYS keeps no thread-local state; what it forbids is concurrent use, and
 /// every use goes through the mutex in [`Shared`].
-struct SendWorker(Worker);
+struct SendConnection(Connection);
 
-// SAFETY: see `SendWorker`: the ESYS context is only ever touched with the mutex held,
-// so it is used by one thread at a time; nothing in it is tied to the creating thread.
-unsafe impl Send for SendWorker {}
+// SAFETY: see `SendConnection`: the ESYS context is only ever touched with the mutex
+// held, so it is used by one thread at a time; nothing in it is tied to the creating thread.
+unsafe impl Send for SendConnection {}
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SendWorker> {
+    fn lock(&self) -> MutexGuard<'_, SendConnection> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -76,37 +78,45 @@ impl std::fmt::Debug for TpmSigner {
 }
 
 impl TpmSigner {
-    /// Open the key a `tpm:` reference names.
+    /// Open the key a `tpm:` reference names. A TSS2 key file with a password and no
+    /// `auth-source=` (or `auth-source=prompt`) asks `callbacks` for it, once.
     ///
     /// # Errors
-    /// The reference is malformed, the TPM cannot be reached through its TCTI, nothing is
-    /// persisted at the handle, the key file cannot be read or loaded, a password source
-    /// cannot be read, or the key is not an RSA signing key of at least 2048 bits.
-    pub fn open(uri: &str) -> Result<Self, Error> {
-        Self::start(uri, Setup::Open)
+    /// The TPM cannot be reached through its TCTI, nothing is persisted at the handle,
+    /// the key file cannot be read or loaded, a password source cannot be read (or asked
+    /// for), or the key is not an RSA signing key of at least 2048 bits.
+    pub fn open(uri: &TpmUri, callbacks: &dyn Callbacks) -> Result<Self, Error> {
+        Self::start(uri, Setup::Open, callbacks)
     }
 
-    pub(crate) fn start(uri_text: &str, setup: Setup) -> Result<Self, Error> {
-        let uri = TpmUri::parse(uri_text).map_err(|d| tpm_error("in the tpm: key reference", d))?;
-        let name = format!(
-            "tpm:{}",
-            uri_text
-                .trim_start_matches("tpm:")
-                .split('?')
-                .next()
-                .unwrap_or("")
-        );
+    /// Generate an RSA key of `bits` (2048, 3072 or 4096) in the TPM where `uri` says (a
+    /// new TSS2 key file, or a free persistent handle) and open it.
+    ///
+    /// # Errors
+    /// The size is not offered, the file exists, the handle is occupied, the TPM cannot
+    /// be reached or refuses the key size, or a password is wrong.
+    pub fn generate(uri: &TpmUri, bits: usize, callbacks: &dyn Callbacks) -> Result<Self, Error> {
+        Self::start(uri, Setup::Generate { bits }, callbacks)
+    }
+
+    fn start(uri: &TpmUri, setup: Setup, callbacks: &dyn Callbacks) -> Result<Self, Error> {
+        let uri = uri.clone();
+        let name = uri.to_string();
         let what = uri.describe_key();
-        let read_secret = |source: &crate::secret::SecretSource, label: &str| {
-            source.read(label).map_err(|source| Error::Secret {
-                path: what.clone().into(),
-                source,
-            })
+        let read_secret = |source: &SecretSource, kind: SecretKind, description: String| {
+            source
+                .read(&SecretRequest::new(kind, description), callbacks)
+                .map_err(|source| Error::Secret {
+                    path: what.clone().into(),
+                    source,
+                })
         };
-        let auth = match &uri.auth {
+        // A key file with a password and no auth-source= is asked for below, once read.
+        let mut auth = match &uri.auth {
             Some(s) => Some(read_secret(
                 s,
-                &format!("password of the TPM key ({what})"),
+                SecretKind::TpmAuth,
+                format!("password of the TPM key ({what})"),
             )?),
             None => None,
         }
@@ -114,7 +124,8 @@ impl TpmSigner {
         let parent_auth = match &uri.parent_auth {
             Some(s) => Some(read_secret(
                 s,
-                "password of the TPM owner hierarchy / parent key",
+                SecretKind::TpmParentAuth,
+                "password of the TPM owner hierarchy / parent key".into(),
             )?),
             None => None,
         };
@@ -129,13 +140,15 @@ impl TpmSigner {
                     detail,
                 })?;
                 if !tss.empty_auth && auth.is_none() {
-                    return Err(tpm_error(
-                        format!(
-                            "the TSS2 key {} has a password (its emptyAuth flag is not set)",
-                            path.display()
-                        ),
-                        "add ?auth-source=env:VAR, file:PATH or prompt to the key reference",
-                    ));
+                    let request = SecretRequest::new(
+                        SecretKind::TpmAuth,
+                        format!("password of the TPM key ({what})"),
+                    );
+                    auth = Some(
+                        callbacks
+                            .request_secret(&request)
+                            .ok_or_else(|| TpmError::AuthNeeded { path: path.clone() })?,
+                    );
                 }
                 Some(tss)
             }
@@ -148,7 +161,7 @@ impl TpmSigner {
 
         let loads_transients =
             matches!(uri.key, KeyLocation::File(_)) || matches!(setup, Setup::Generate { .. });
-        let shared = Arc::new(Shared(Mutex::new(SendWorker(Worker {
+        let shared = Arc::new(Shared(Mutex::new(SendConnection(Connection {
             uri,
             file,
             auth,
@@ -199,8 +212,7 @@ impl TpmSigner {
     /// of that path on TPMs (like swtpm) whose salt is fine.
     ///
     /// # Errors
-    /// The key does not allow decryption ("this TPM cannot produce RFC 7518 PS256; use
-    /// RS256"), or the TPM failed.
+    /// The key does not allow decryption ([`TpmError::NoRfc7518Ps256`]), or the TPM failed.
     #[doc(hidden)]
     pub fn sign_ps256_on_host(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         self.request(Algorithm::Ps256, message, true)
@@ -229,7 +241,7 @@ impl Drop for TpmSigner {
 }
 
 /// The connection, the key and what is needed to load it again.
-struct Worker {
+struct Connection {
     uri: TpmUri,
     file: Option<TssKey>,
     auth: Option<Secret>,
@@ -243,7 +255,7 @@ struct Worker {
     closed: bool,
 }
 
-impl Worker {
+impl Connection {
     fn setup(&mut self, setup: Setup) -> Result<KeyInfo, Error> {
         let mut ctx = connect(&self.uri.tcti)?;
         if let Setup::Generate { bits } = setup {
@@ -304,10 +316,10 @@ impl Worker {
             if key.transient {
                 flush(&mut ctx, key.handle);
             }
-            return Err(tpm_error(
-                format!("the {} now holds a different key", self.what),
-                "the TPM was cleared or the handle re-provisioned; open the key again",
-            ));
+            return Err(TpmError::KeyChanged {
+                what: self.what.clone(),
+            }
+            .into());
         }
         self.ctx = Some(ctx);
         self.key = Some(key);
@@ -346,10 +358,10 @@ impl Worker {
         force_host_pss: bool,
     ) -> Result<Vec<u8>, Error> {
         if self.closed {
-            return Err(tpm_error(
-                format!("the {} is closed", self.what),
-                "the process is being interrupted",
-            ));
+            return Err(TpmError::Closed {
+                what: self.what.clone(),
+            }
+            .into());
         }
         let connected = self.ctx.is_some();
         let failure = match self.try_sign(alg, message, force_host_pss) {
@@ -361,7 +373,7 @@ impl Worker {
             return Err(sign::sign_error(
                 &self.what,
                 alg,
-                &failure,
+                failure,
                 self.auth.is_some(),
             ));
         }
@@ -370,23 +382,22 @@ impl Worker {
         } else {
             "an earlier reconnect failed".to_string()
         };
-        self.reconnect().map_err(|e| {
-            tpm_error(
-                format!("lost the connection to the TPM ({lost}) and could not reconnect through TCTI \"{}\"", self.uri.tcti),
-                e.to_string(),
-            )
+        self.reconnect().map_err(|e| TpmError::Reconnect {
+            lost,
+            tcti: self.uri.tcti.clone(),
+            source: Box::new(e),
         })?;
         match self.try_sign(alg, message, force_host_pss) {
             Ok(sig) => Ok(sig),
             Err(SignFailure::Final(e)) => Err(e),
             Err(SignFailure::Tss(e)) => {
-                Err(sign::sign_error(&self.what, alg, &e, self.auth.is_some()))
+                Err(sign::sign_error(&self.what, alg, e, self.auth.is_some()))
             }
         }
     }
 }
 
-impl Drop for Worker {
+impl Drop for Connection {
     fn drop(&mut self) {
         self.release();
     }

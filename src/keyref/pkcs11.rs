@@ -1,17 +1,27 @@
-//! Parsing of `pkcs11:` (RFC 7512) and `piv:` key references into what to look for:
-//! which module, which token, which object, and where the PIN comes from.
+//! `pkcs11:` (RFC 7512) and `piv:SLOT` key references parsed into a [`Pkcs11Uri`]: which
+//! module, which token, which object, and where the PIN comes from. A `piv:` reference
+//! becomes the same structure with ykcs11's CKA_ID for the slot and
+//! [`piv_slot`](Pkcs11Uri::piv_slot) set. Parsing only: nothing here loads a module.
 
-use super::Pkcs11Error;
-use crate::keyref::percent_decode;
+use super::{
+    decode_text, escape, parse_source, percent_decode, query_pairs, set_once, split_query,
+    without_query, KeyRefError,
+};
 use crate::secret::SecretSource;
+use std::fmt;
 
 /// The object class a URI asks for (`type=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectType {
+    /// `type=private`: a private key.
     Private,
+    /// `type=public`: a public key.
     Public,
+    /// `type=cert`: a certificate.
     Cert,
+    /// `type=secret-key`: a symmetric key.
     SecretKey,
+    /// `type=data`: a data object.
     Data,
 }
 
@@ -28,8 +38,11 @@ impl ObjectType {
     }
 }
 
-/// A parsed key reference: the selection attributes of RFC 7512 and its query.
-#[derive(Debug, Clone, Default)]
+/// A parsed `pkcs11:` or `piv:` reference: the selection attributes of RFC 7512 and its
+/// query. Its `Display` prints the selecting attributes (never the query, which may hold
+/// a PIN); `piv:` references print as `piv:SLOT`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pkcs11Uri {
     /// Token label (`token=`).
     pub token: Option<String>,
@@ -55,8 +68,21 @@ pub struct Pkcs11Uri {
     pub module_name: Option<String>,
     /// `pin-source=` or `pin-value=`.
     pub pin: Option<SecretSource>,
-    /// Set for `piv:` references: the slot as written (9a, 9c, …).
+    /// Set for `piv:` references: the slot as written, lower case (9a, 9c, …).
     pub piv_slot: Option<String>,
+}
+
+impl std::str::FromStr for Pkcs11Uri {
+    type Err = KeyRefError;
+
+    /// Parse `pkcs11:…` or `piv:…`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("piv:") {
+            Self::parse_piv(s)
+        } else {
+            Self::parse(s)
+        }
+    }
 }
 
 impl Pkcs11Uri {
@@ -64,8 +90,8 @@ impl Pkcs11Uri {
     ///
     /// # Errors
     /// An unknown attribute, a repeated one, malformed percent-encoding, or a value of the
-    /// wrong form; the message names the attribute.
-    pub fn parse(uri: &str) -> Result<Self, Pkcs11Error> {
+    /// wrong form; the error names the attribute.
+    pub fn parse(uri: &str) -> Result<Self, KeyRefError> {
         let rest = uri
             .strip_prefix("pkcs11:")
             .ok_or_else(|| bad(uri, "a PKCS#11 URI starts with pkcs11:"))?;
@@ -75,24 +101,24 @@ impl Pkcs11Uri {
             let (attr, raw) = pair
                 .split_once('=')
                 .ok_or_else(|| bad(uri, &format!("\"{pair}\" is not attribute=value")))?;
-            let value = || text(uri, attr, raw);
+            let value = || decode_text(uri, attr, raw);
             match attr {
-                "token" => set(uri, attr, &mut out.token, value()?)?,
-                "manufacturer" => set(uri, attr, &mut out.manufacturer, value()?)?,
-                "serial" => set(uri, attr, &mut out.serial, value()?)?,
-                "model" => set(uri, attr, &mut out.model, value()?)?,
+                "token" => set_once(uri, attr, &mut out.token, value()?)?,
+                "manufacturer" => set_once(uri, attr, &mut out.manufacturer, value()?)?,
+                "serial" => set_once(uri, attr, &mut out.serial, value()?)?,
+                "model" => set_once(uri, attr, &mut out.model, value()?)?,
                 "slot-id" => {
                     let id = value()?.parse::<u64>().map_err(|_| {
                         bad(uri, &format!("slot-id=\"{raw}\" is not a decimal number"))
                     })?;
-                    set(uri, attr, &mut out.slot_id, id)?;
+                    set_once(uri, attr, &mut out.slot_id, id)?;
                 }
-                "object" => set(uri, attr, &mut out.object, value()?)?,
+                "object" => set_once(uri, attr, &mut out.object, value()?)?,
                 "id" => {
                     let bytes = percent_decode(raw).ok_or_else(|| {
                         bad(uri, &format!("id=\"{raw}\" is not valid percent-encoding (write each byte as %XX, e.g. id=%01)"))
                     })?;
-                    set(uri, attr, &mut out.id, bytes)?;
+                    set_once(uri, attr, &mut out.id, bytes)?;
                     out.id_text = Some(raw.to_string());
                 }
                 "type" => {
@@ -109,16 +135,22 @@ impl Pkcs11Uri {
                             ))
                         }
                     };
-                    set(uri, attr, &mut out.object_type, t)?;
+                    set_once(uri, attr, &mut out.object_type, t)?;
                 }
                 // RFC 7512 attributes that select a library, not a token: accepted, unused.
-                "library-manufacturer" | "library-description" | "library-version"
-                | "slot-description" | "slot-manufacturer" => {}
+                "library-manufacturer"
+                | "library-description"
+                | "library-version"
+                | "slot-description"
+                | "slot-manufacturer" => {}
                 other => {
-                    return Err(bad(
-                        uri,
-                        &format!("unknown path attribute \"{other}\" (known: token, manufacturer, serial, model, slot-id, object, id, type)"),
-                    ))
+                    return Err(KeyRefError::UnknownAttribute {
+                        reference: without_query(uri),
+                        part: "path",
+                        attr: other.to_string(),
+                        known:
+                            "known: token, manufacturer, serial, model, slot-id, object, id, type",
+                    })
                 }
             }
         }
@@ -131,7 +163,7 @@ impl Pkcs11Uri {
     ///
     /// # Errors
     /// An unknown slot or query attribute.
-    pub fn parse_piv(uri: &str) -> Result<Self, Pkcs11Error> {
+    pub fn parse_piv(uri: &str) -> Result<Self, KeyRefError> {
         let rest = uri
             .strip_prefix("piv:")
             .ok_or_else(|| bad(uri, "a PIV reference starts with piv:"))?;
@@ -154,26 +186,17 @@ impl Pkcs11Uri {
         Ok(out)
     }
 
-    fn parse_query(&mut self, uri: &str, query: Option<&str>) -> Result<(), Pkcs11Error> {
-        for pair in query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .filter(|p| !p.is_empty())
-        {
-            let (attr, raw) = pair
-                .split_once('=')
-                .ok_or_else(|| bad(uri, &format!("\"{pair}\" is not attribute=value")))?;
-            let value = text(uri, attr, raw)?;
+    fn parse_query(&mut self, uri: &str, query: Option<&str>) -> Result<(), KeyRefError> {
+        for (attr, raw) in query_pairs(query) {
+            let value = decode_text(uri, attr, raw)?;
             match attr {
-                "module-path" => set(uri, attr, &mut self.module_path, value)?,
-                "module-name" => set(uri, attr, &mut self.module_name, value)?,
+                "module-path" => set_once(uri, attr, &mut self.module_path, value)?,
+                "module-name" => set_once(uri, attr, &mut self.module_name, value)?,
                 "pin-source" => {
-                    let source = value
-                        .parse::<SecretSource>()
-                        .map_err(|e| bad(uri, &format!("pin-source: {e}")))?;
-                    set(uri, "the PIN", &mut self.pin, source)?;
+                    let source = parse_source(uri, "pin-source", &value)?;
+                    set_once(uri, "the PIN", &mut self.pin, source)?;
                 }
-                "pin-value" => set(uri, "the PIN", &mut self.pin, SecretSource::Value(value))?,
+                "pin-value" => set_once(uri, "the PIN", &mut self.pin, SecretSource::Value(value))?,
                 // Accepted by RFC 7512; certassert has nothing to do with them.
                 "module-version" => {}
                 // Token attributes in the query are how piv: references narrow the card.
@@ -183,22 +206,19 @@ impl Pkcs11Uri {
                     } else {
                         &mut self.serial
                     };
-                    set(uri, attr, field, value)?;
+                    set_once(uri, attr, field, value)?;
                 }
                 other => {
-                    return Err(bad(
-                        uri,
-                        &format!("unknown query attribute \"{other}\" (known: module-path, module-name, pin-source, pin-value)"),
-                    ))
+                    return Err(KeyRefError::UnknownAttribute {
+                        reference: without_query(uri),
+                        part: "query",
+                        attr: other.to_string(),
+                        known: "known: module-path, module-name, pin-source, pin-value",
+                    })
                 }
             }
         }
         Ok(())
-    }
-
-    /// The URI with its query (which may carry a PIN) removed, for messages.
-    pub fn display(uri: &str) -> &str {
-        uri.split('?').next().unwrap_or_default()
     }
 
     /// Whether any token-selecting attribute is present.
@@ -225,6 +245,53 @@ impl Pkcs11Uri {
             .collect();
         Some(rfc)
     }
+}
+
+/// The selecting attributes in RFC 7512 order (`pkcs11:token=T;object=L;id=%01`), or
+/// `piv:SLOT`; never the query.
+impl fmt::Display for Pkcs11Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(slot) = &self.piv_slot {
+            return write!(f, "piv:{slot}");
+        }
+        f.write_str("pkcs11:")?;
+        let mut sep = "";
+        let mut attr = |f: &mut fmt::Formatter<'_>, name: &str, value: &dyn fmt::Display| {
+            let r = write!(f, "{sep}{name}={value}");
+            sep = ";";
+            r
+        };
+        for (name, value) in [
+            ("token", &self.token),
+            ("manufacturer", &self.manufacturer),
+            ("serial", &self.serial),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = value {
+                attr(f, name, &escape(v))?;
+            }
+        }
+        if let Some(id) = self.slot_id {
+            attr(f, "slot-id", &id)?;
+        }
+        if let Some(v) = &self.object {
+            attr(f, "object", &escape(v))?;
+        }
+        match (&self.id_text, &self.id) {
+            (Some(text), _) => attr(f, "id", text)?,
+            (None, Some(id)) => attr(f, "id", &id_text(id))?,
+            (None, None) => {}
+        }
+        if let Some(t) = self.object_type {
+            attr(f, "type", &t.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// `%01%ff` as RFC 7512 writes bytes.
+pub fn id_text(id: &[u8]) -> String {
+    id.iter().map(|b| format!("%{b:02x}")).collect()
 }
 
 /// ykcs11's CKA_ID for a PIV slot.
@@ -259,34 +326,9 @@ pub fn piv_labels(slot: &str) -> (String, String) {
     )
 }
 
-fn split_query(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
-    }
-}
-
-fn text(uri: &str, attr: &str, raw: &str) -> Result<String, Pkcs11Error> {
-    percent_decode(raw)
-        .and_then(|v| String::from_utf8(v).ok())
-        .ok_or_else(|| {
-            bad(
-                uri,
-                &format!("{attr}: \"{raw}\" is not valid percent-encoded UTF-8"),
-            )
-        })
-}
-
-fn set<T>(uri: &str, attr: &str, slot: &mut Option<T>, value: T) -> Result<(), Pkcs11Error> {
-    if slot.replace(value).is_some() {
-        return Err(bad(uri, &format!("{attr} is given twice")));
-    }
-    Ok(())
-}
-
-fn bad(uri: &str, detail: &str) -> Pkcs11Error {
-    Pkcs11Error::Uri {
-        uri: Pkcs11Uri::display(uri).to_string(),
+fn bad(uri: &str, detail: &str) -> KeyRefError {
+    KeyRefError::BadValue {
+        reference: without_query(uri),
         detail: detail.to_string(),
     }
 }
@@ -316,6 +358,13 @@ mod tests {
         assert_eq!(u.pin, Some(SecretSource::File("/run/pin".into())));
         assert!(u.selects_token());
         assert_eq!(u.hex_id_hint(), None);
+        assert_eq!(
+            u.to_string(),
+            "pkcs11:token=My%20HSM;manufacturer=SoftHSM%20project;serial=abc;model=SoftHSM%20v2;slot-id=3;object=app;id=%01%ff;type=private"
+        );
+        let u = Pkcs11Uri::parse("pkcs11:object=a?pin-value=4242").unwrap();
+        assert_eq!(u.to_string(), "pkcs11:object=a");
+        assert!(!format!("{u:?}").contains("4242"));
     }
 
     #[test]
