@@ -43,7 +43,7 @@ pub fn hex(data: &[u8], upper: bool) -> String {
 /// Decode hex (either case, optional `:` or space separators as `openssl -fingerprint` prints).
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|c| *c != b':' && *c != b' ').collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -10,6 +10,8 @@
 //! unlocks it. [`entra`] gets tokens with that credential (grants, retries, AADSTS
 //! hints, cache); [`emulator`] is a local Entra token endpoint as strict as the real one.
 
+#![warn(missing_docs)]
+
 pub mod assertion;
 pub mod cert;
 pub mod der;

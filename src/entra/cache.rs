@@ -161,31 +161,20 @@ impl Cache {
     }
 }
 
-/// An exclusive `flock(2)` on a file, released on drop (std's `File::lock` needs Rust
-/// 1.89; this crate's minimum is 1.85).
+/// An exclusive lock on a file (`File::lock`, `flock(2)` on Unix), released on drop.
 struct Flock<'a>(&'a fs::File);
 
 impl<'a> Flock<'a> {
     fn exclusive(file: &'a fs::File) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd as _;
-        loop {
-            // SAFETY: flock on a file descriptor we own for the lifetime of `file`.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Self(file));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        file.lock()?;
+        Ok(Self(file))
     }
 }
 
 impl Drop for Flock<'_> {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: as above; closing the file would release the lock anyway.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        // Closing the file would release the lock anyway.
+        let _ = self.0.unlock();
     }
 }
 

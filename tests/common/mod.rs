@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 pub mod swtpm;
 
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod softhsm;
 
@@ -84,7 +85,7 @@ pub fn now() -> i64 {
 /// Decode hex as openssl prints it (`AB:CD:…`).
 pub fn hex_decode(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|c| *c != b':').collect();
-    assert!(digits.len() % 2 == 0, "odd hex: {text}");
+    assert!(digits.len().is_multiple_of(2), "odd hex: {text}");
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).expect("hex digit"))

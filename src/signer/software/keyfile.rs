@@ -198,7 +198,11 @@ impl Loader<'_> {
             }),
             None => Err(self.format(format!(
                 "no private key in this PEM file (blocks found: {})",
-                if labels.is_empty() { "none".to_string() } else { labels.join(", ") }
+                if labels.is_empty() {
+                    "none".to_string()
+                } else {
+                    labels.join(", ")
+                }
             ))),
         }
     }
