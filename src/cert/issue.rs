@@ -1,7 +1,7 @@
 //! Issuing through any [`Signer`]: one path builds the to-be-signed structure (a
 //! TBSCertificate or a CertificationRequestInfo), encodes it, has the backend sign those
 //! bytes and wraps the signature — for the self-signed certificate, the PKCS#10 request
-//! and the emulator's loopback TLS authority alike. No private key is ever seen here.
+//! and the emulator's loopback TLS authority (`emulator::tls`) alike. No private key is ever seen here.
 
 use super::{parse_subject, Certificate, Error};
 use crate::encoding::{random, rfc3339};
@@ -77,93 +77,30 @@ pub fn create_csr(signer: &dyn Signer, alg: Algorithm, subject: &str) -> Result<
     )
 }
 
-/// A throwaway TLS authority for a loopback server (the emulator's `--tls`): a CA
-/// certificate self-signed by `ca_signer` (CA:true, keyCertSign) and a server certificate
-/// for `server_signer`'s key, issued by that CA, valid for `localhost`, `127.0.0.1` and
-/// `::1` (serverAuth). Both are valid from one minute before `now` for `days` days; the
-/// clients trust the CA, never the server certificate itself. Returns `(ca, server)`.
-///
-/// # Errors
-/// [`Error::Days`] (outside 1–36500), or a backend failing to sign ([`Error::Sign`]).
-pub fn create_loopback_tls(
-    ca_signer: &dyn Signer,
-    server_signer: &dyn Signer,
-    days: u32,
-    now: i64,
-) -> Result<(Certificate, Certificate), Error> {
-    use picky_asn1::restricted_string::IA5String;
-    use picky_asn1::wrapper::{Asn1SequenceOf, Ia5StringAsn1, OctetStringAsn1};
-    use picky_asn1_x509::name::GeneralName;
-    check_days(days)?;
-    let ca_name = parse_subject("CN=certassert emulator CA")?;
-    let ca_ski = key_identifier(ca_signer.public_key_der());
-    let mut ca_usage = KeyUsage::new(7);
-    ca_usage.set_key_cert_sign(true);
-    ca_usage.set_crl_sign(true);
-    let ca = issue(&Issue {
-        signer: ca_signer,
-        alg: Algorithm::Rs256,
-        issuer: ca_name.clone(),
-        subject: ca_name.clone(),
-        spki: signer_spki(ca_signer)?,
-        extensions: vec![
-            Extension::new_basic_constraints(true, 0),
-            Extension::new_key_usage(ca_usage),
-            Extension::new_subject_key_identifier(ca_ski.clone()),
-        ],
-        days,
-        now,
-    })?;
-    let mut usage = KeyUsage::new(3);
-    usage.set_digital_signature(true);
-    usage.set_key_encipherment(true);
-    let dns = IA5String::from_string("localhost".into()).map_err(|e| Error::Encode {
-        what: "subjectAltName",
-        detail: e.to_string(),
-    })?;
-    let mut ipv6_loopback = vec![0u8; 16];
-    ipv6_loopback[15] = 1;
-    let names = Asn1SequenceOf(vec![
-        GeneralName::DnsName(Ia5StringAsn1::from(dns)),
-        GeneralName::IpAddress(OctetStringAsn1::from(vec![127, 0, 0, 1])),
-        GeneralName::IpAddress(OctetStringAsn1::from(ipv6_loopback)),
-    ]);
-    let server = issue(&Issue {
-        signer: ca_signer,
-        alg: Algorithm::Rs256,
-        issuer: ca_name,
-        subject: parse_subject("CN=localhost")?,
-        spki: signer_spki(server_signer)?,
-        extensions: vec![
-            Extension::new_basic_constraints(false, None),
-            Extension::new_key_usage(usage),
-            Extension::new_extended_key_usage(vec![picky_asn1_x509::oids::kp_server_auth()]),
-            Extension::new_subject_alt_name(names).into_non_critical(),
-            Extension::new_subject_key_identifier(key_identifier(server_signer.public_key_der())),
-            Extension::new_authority_key_identifier(KeyIdentifier::from(ca_ski), None, None),
-        ],
-        days,
-        now,
-    })?;
-    Ok((ca, server))
-}
-
-/// Everything that varies between the certificates certassert issues.
-struct Issue<'a> {
+/// Everything that varies between the certificates certassert issues (also the
+/// emulator's loopback TLS certificates, `emulator::tls`).
+pub(crate) struct Issue<'a> {
     /// The issuer's key (the subject's own for a self-signed certificate).
-    signer: &'a dyn Signer,
-    alg: Algorithm,
-    issuer: Name,
-    subject: Name,
-    spki: SubjectPublicKeyInfo,
-    extensions: Vec<Extension>,
-    days: u32,
-    now: i64,
+    pub(crate) signer: &'a dyn Signer,
+    /// The signature algorithm.
+    pub(crate) alg: Algorithm,
+    /// The issuer's name (the subject's for a self-signed certificate).
+    pub(crate) issuer: Name,
+    /// The subject's name.
+    pub(crate) subject: Name,
+    /// The subject's public key.
+    pub(crate) spki: SubjectPublicKeyInfo,
+    /// The v3 extensions.
+    pub(crate) extensions: Vec<Extension>,
+    /// Days of validity after `now`.
+    pub(crate) days: u32,
+    /// The issuing time (Unix seconds).
+    pub(crate) now: i64,
 }
 
 /// Issue a v3 certificate: random positive 128-bit serial, valid from one minute before
 /// `now` (clock skew) for `days` days, signed through the issuer's Signer.
-fn issue(what: &Issue<'_>) -> Result<Certificate, Error> {
+pub(crate) fn issue(what: &Issue<'_>) -> Result<Certificate, Error> {
     let mut serial: [u8; 16] = random();
     serial[0] = (serial[0] & 0x7f) | 0x40; // positive, and 16 significant bytes
     let tbs = TbsCertificate {
@@ -211,7 +148,7 @@ fn sign<T: serde::Serialize>(
     })
 }
 
-fn check_days(days: u32) -> Result<(), Error> {
+pub(crate) fn check_days(days: u32) -> Result<(), Error> {
     if (1..=MAX_DAYS).contains(&days) {
         Ok(())
     } else {
@@ -235,7 +172,7 @@ fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>,
     })
 }
 
-fn signer_spki(signer: &dyn Signer) -> Result<SubjectPublicKeyInfo, Error> {
+pub(crate) fn signer_spki(signer: &dyn Signer) -> Result<SubjectPublicKeyInfo, Error> {
     picky_asn1_der::from_bytes(signer.public_key_der()).map_err(|e| Error::Encode {
         what: "public key",
         detail: e.to_string(),
@@ -244,7 +181,7 @@ fn signer_spki(signer: &dyn Signer) -> Result<SubjectPublicKeyInfo, Error> {
 
 /// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents (the
 /// whole SPKI if it cannot be read, which a working Signer never returns).
-fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
+pub(crate) fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
     let spki = spki::SubjectPublicKeyInfoRef::from_der(spki_der);
     let bits = spki
         .as_ref()

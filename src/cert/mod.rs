@@ -6,10 +6,10 @@
 //! `issue`: everything is signed *through a [`Signer`]*, whose backend only ever sees the
 //! bytes to be signed.
 
-mod issue;
+pub(crate) mod issue;
 mod name;
 
-pub use issue::{create_csr, create_loopback_tls, create_self_signed};
+pub use issue::{create_csr, create_self_signed};
 pub use name::{format_name, SubjectError};
 
 use crate::encoding::{b64, b64url, days_from_civil, hex, rfc3339, uuid_v4};

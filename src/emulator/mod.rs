@@ -15,6 +15,7 @@ mod error;
 mod grants;
 mod server;
 mod state;
+pub mod tls;
 mod verify;
 
 pub use config::{App, Code, Config, Fault, Recorded};

@@ -24,7 +24,7 @@ pub(super) fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), Erro
     let server_key =
         crate::signer::SoftwareSigner::from_pkcs8_der(&server_der).map_err(|e| keys(&e))?;
     let (ca, server) =
-        crate::cert::create_loopback_tls(&ca_key, &server_key, 30, crate::encoding::unix_now())
+        super::tls::create_loopback_tls(&ca_key, &server_key, 30, crate::encoding::unix_now())
             .map_err(|e| keys(&e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
