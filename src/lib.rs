@@ -3,12 +3,23 @@
 //! smartcard, a TPM 2.0, or — as a fallback — a software key file.
 //!
 //! Layers, top to bottom (data never flows back up):
-//! [`assertion`] (client assertion JWTs) and [`inspect`] (lint any JWT against Entra's
-//! rules) share [`rules`] (Entra's assertion rules, one table) and [`jws`] (the one
-//! strict compact-JWS decoder), and sit on [`cert`] (X.509 load/build, thumbprints),
-//! which signs through the [`signer::Signer`] trait; [`keyref`] and [`secret`] parse what names a key and what
-//! unlocks it. [`entra`] gets tokens with that credential (grants, retries, AADSTS
-//! hints, cache); [`emulator`] is a local Entra token endpoint as strict as the real one.
+//! - [`entra`] gets tokens with that credential: endpoints and URL policy
+//!   ([`entra::authority`]), grants, bounded retries, AADSTS errors with hints, the cache.
+//!   The `emulator` module (feature `emulator`) is a local Entra token endpoint as strict
+//!   as the real one.
+//! - [`assertion`] builds client assertion JWTs and [`inspect`] lints any JWT against
+//!   Entra's rules; both share [`rules`] (Entra's assertion rules, one table) and [`jws`]
+//!   (the one strict compact-JWS decoder).
+//! - [`cert`] loads and issues X.509 certificates and computes thumbprints, signing
+//!   through the [`signer::Signer`] trait; [`public_key`] reads RSA public keys and PEM.
+//! - [`signer`] is the seam: software key files always, PKCS#11 (feature `pkcs11`) and
+//!   TPM 2.0 (feature `tpm`) when built.
+//! - [`keyref`] parses what names a key (every form, in every build) and [`secret`] what
+//!   unlocks it; secrets nobody configured are asked for through [`secret::Callbacks`],
+//!   never on the terminal by the library itself.
+//!
+//! Features: `pkcs11`, `tpm`, `cli` (the `certassert` command) and `emulator`, all on by
+//! default; with none, the crate is the library alone (software keys and token flows).
 
 #![warn(missing_docs)]
 
