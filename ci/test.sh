@@ -71,8 +71,9 @@ cargo test --doc
 step "cargo test --no-default-features --features cli (software-only tool)"
 cargo test --no-default-features --features cli --all-targets
 
-step "cargo doc --no-deps (warnings denied)"
+step "cargo doc --no-deps (warnings denied; all features, then the library alone)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
