@@ -660,7 +660,7 @@ fn certificate_only_pem_says_use_cert() {
     let key = genrsa(dir.path(), "k.pem", 2048);
     let cert = openssl_cert(dir.path(), &key, "c.pem", "only-a-cert");
     let e = load_err(&cert);
-    assert!(matches!(e, signer::Error::Format { .. }), "{e:?}");
+    assert!(matches!(e, signer::Error::CertificateOnly { .. }), "{e:?}");
     let text = assert_contains(&e, &["certificate but no private key", "not a key file"]);
     // The library names no flag: the CLI adds "pass the key with --key …" (tests/cli.rs).
     assert!(!text.contains("--"), "{text}");
