@@ -15,6 +15,7 @@ fn open(reference: &str) -> Result<Pkcs11Signer, Pkcs11Error> {
     Pkcs11Signer::open(&uri, &certassert::secret::NoCallbacks)
 }
 use certassert::{Algorithm, Signer};
+use common::conformance;
 use common::softhsm::{isolated, SoftHsm, MODULE, SPY, TOKEN};
 use common::{assert_verifies, b64url_decode, openssl, public_key_pem, s, tempdir, write};
 use std::path::Path;
@@ -169,7 +170,7 @@ fn conformance_suite_on_a_pkcs11_tool_key() {
             assert_eq!(signer.id(), &[1]);
             assert!(!signer.always_authenticate());
             assert!(signer.certificate_der().is_none());
-            common::check(&signer);
+            conformance::check(&signer);
         },
     );
 }
@@ -227,7 +228,7 @@ fn token_without_hashing_mechanisms_gets_host_computed_digests() {
             assert_eq!(signer.algorithms(), &[Algorithm::Rs256, Algorithm::Ps256]);
             // CKM_RSA_PKCS over a DigestInfo and CKM_RSA_PKCS_PSS over a digest must give
             // signatures indistinguishable from the hashing mechanisms'.
-            common::check(&signer);
+            conformance::check(&signer);
         },
     );
 }
@@ -318,7 +319,7 @@ fn piv_layout_token_signs_through_slot_9c() {
             assert_eq!(signer.id(), &[2]);
             assert_eq!(signer.label(), "Private key for Digital Signature");
             assert!(signer.always_authenticate());
-            common::check(&signer);
+            conformance::check(&signer);
             let e = open(&format!("piv:9a?{}", hsm.query()))
                 .unwrap_err()
                 .to_string();

@@ -8,7 +8,8 @@ use certassert::cert::{self, Certificate};
 use certassert::keyref::KeyRef;
 use certassert::signer::{self, generate_software_key, SoftwareSigner};
 use certassert::{Algorithm, Signer};
-use common::{check, now, openssl, openssl_fingerprint, openssl_stdout, s, tempdir, write};
+use common::conformance::check;
+use common::{now, openssl, openssl_fingerprint, openssl_stdout, s, tempdir, write};
 use std::path::{Path, PathBuf};
 
 /// An RSA key as openssl writes it by default: PKCS#8 PEM.

@@ -12,10 +12,10 @@ use certassert::keyref::KeyRef;
 use certassert::secret::NoCallbacks;
 use certassert::signer::{self, tpm::TpmError, tpm::TpmSigner};
 use certassert::{Algorithm, Signer};
+use common::conformance::check;
 use common::swtpm::Swtpm;
 use common::{
-    assert_verifies, check, openssl, openssl_output, public_key_pem, rsa_crate_verify, s, tempdir,
-    write,
+    assert_verifies, openssl, openssl_output, public_key_pem, rsa_crate_verify, s, tempdir, write,
 };
 use std::path::Path;
 use std::process::{Command, Output};
