@@ -136,9 +136,9 @@ impl TpmSigner {
                     path: path.clone(),
                     source,
                 })?;
-                let tss = TssKey::from_file_bytes(&data).map_err(|detail| Error::Format {
+                let tss = TssKey::from_file_bytes(&data).map_err(|e| Error::Format {
                     path: path.clone(),
-                    detail,
+                    detail: e.to_string(),
                 })?;
                 if !tss.empty_auth && auth.is_none() {
                     let request = SecretRequest::new(
