@@ -14,7 +14,6 @@
 
 pub mod assertion;
 pub mod cert;
-pub mod der;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod encoding;
@@ -22,7 +21,6 @@ pub mod entra;
 pub mod inspect;
 pub mod jws;
 pub mod keyref;
-pub mod pem;
 pub mod public_key;
 pub mod rules;
 pub mod secret;
