@@ -17,10 +17,10 @@
 //! way a software key is, but it is still written 0600.
 
 use crate::public_key::pem;
-use der::asn1::{ContextSpecific, IntRef, ObjectIdentifier, OctetStringRef, UintRef};
+use der::asn1::{AnyRef, ContextSpecific, IntRef, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{
     Decode as _, DecodeValue, Encode, EncodeValue, Header, Length, Reader, Sequence, Tag, TagMode,
-    TagNumber, Writer,
+    TagNumber, Tagged as _, Writer,
 };
 
 /// `2.23.133.10.1.3`: a loadable key.
@@ -192,8 +192,17 @@ impl<'a> DecodeValue<'a> for TpmKeyDer<'a> {
             OID_SEALED_DATA => return Err(KeyFileError::SealedData),
             other => return Err(KeyFileError::OtherType(other)),
         }
-        let empty_auth = ContextSpecific::<bool>::decode_explicit(reader, EMPTY_AUTH)?
-            .is_some_and(|field| field.value);
+        // BER's BOOLEAN, not DER's: tpm2-openssl writes TRUE as 0x01, not 0xFF.
+        let empty_auth = match ContextSpecific::<AnyRef<'a>>::decode_explicit(reader, EMPTY_AUTH)? {
+            None => false,
+            Some(field) => {
+                field.value.tag().assert_eq(Tag::Boolean)?;
+                match field.value.value() {
+                    [byte] => *byte != 0,
+                    _ => return Err(der::Error::from(Tag::Boolean.length_error()).into()),
+                }
+            }
+        };
         // [1] policy, [2] secret, [3] authPolicy: present means refused.
         if let Tag::ContextSpecific { number, .. } = Tag::peek(reader)? {
             return Err(match number.0 {
@@ -319,6 +328,45 @@ mod tests {
                 key
             );
         }
+        // tpm2-openssl writes emptyAuth TRUE as 0x01 (BER); read as true, written as DER.
+        let ber_true = tpm_key(&[
+            LOADABLE,
+            &[0xa0, 0x03, 0x01, 0x01, 0x01],
+            PARENT,
+            PUBKEY,
+            PRIVKEY,
+        ]);
+        assert_eq!(TssKey::from_der(&ber_true).unwrap(), sample());
+        let explicit_false = tpm_key(&[
+            LOADABLE,
+            &[0xa0, 0x03, 0x01, 0x01, 0x00],
+            PARENT,
+            PUBKEY,
+            PRIVKEY,
+        ]);
+        assert!(!TssKey::from_der(&explicit_false).unwrap().empty_auth);
+        let long_bool = tpm_key(&[
+            LOADABLE,
+            &[0xa0, 0x04, 0x01, 0x02, 0x00, 0x01],
+            PARENT,
+            PUBKEY,
+            PRIVKEY,
+        ]);
+        assert!(matches!(
+            TssKey::from_der(&long_bool),
+            Err(KeyFileError::Malformed(_))
+        ));
+        let not_bool = tpm_key(&[
+            LOADABLE,
+            &[0xa0, 0x03, 0x02, 0x01, 0x01],
+            PARENT,
+            PUBKEY,
+            PRIVKEY,
+        ]);
+        assert!(matches!(
+            TssKey::from_der(&not_bool),
+            Err(KeyFileError::Malformed(_))
+        ));
         let persistent =
             TssKey::from_der(&tpm_key(&[LOADABLE, &persistent_parent, PUBKEY, PRIVKEY])).unwrap();
         assert_eq!(
