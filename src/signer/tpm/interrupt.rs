@@ -8,7 +8,7 @@
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
 //!
-//! This module knows signers only as [`FlushOnInterrupt`] trait objects: the signer
+//! This module knows signers only as `FlushOnInterrupt` trait objects: the signer
 //! module registers itself here, and nothing here imports it.
 
 use signal_hook::consts::{SIGINT, SIGTERM};

@@ -15,6 +15,12 @@
 //!
 //! The private blob is wrapped by the TPM's parent key, so the file is not secret in the
 //! way a software key is, but it is still written 0600.
+//!
+//! The structure is read and written with the `der` crate's typed API (a `Sequence` with
+//! hand-written `DecodeValue`/`EncodeValue`), its PEM through [`crate::public_key::pem`];
+//! a file that is not a loadable key is a [`KeyFileError`] saying what it is instead.
+//! What this module writes is DER; what it reads may be BER where writers are (tpm2-openssl
+//! writes `emptyAuth` TRUE as 0x01).
 
 use crate::public_key::pem;
 use der::asn1::{AnyRef, ContextSpecific, IntRef, ObjectIdentifier, OctetStringRef, UintRef};
@@ -62,10 +68,10 @@ pub enum KeyFileError {
     /// Sealed data (2.23.133.10.1.5), not a key.
     #[error("this TSS2 file holds sealed data, not a key")]
     SealedData,
-    /// The key carries a policy ([1] policy or [3] authPolicy).
+    /// The key carries a policy (`[1] policy` or `[3] authPolicy`).
     #[error("this TSS2 key is bound to a TPM policy, which certassert does not satisfy; use a key with a password (auth-source=) or none")]
     Policy,
-    /// The key carries an encrypted secret ([2] secret).
+    /// The key carries an encrypted secret (`[2] secret`).
     #[error("this TSS2 key carries an encrypted secret (its [2] secret field), which certassert does not support")]
     Secret,
     /// A context-specific field the format does not define.
