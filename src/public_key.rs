@@ -234,6 +234,72 @@ pub fn certificate_spki(cert_der: &[u8]) -> Result<&[u8], Error> {
     read(cert_der).map_err(malformed)
 }
 
+/// The fields of a DER certificate that a PKCS#11 certificate object repeats as
+/// attributes (`CKA_SERIAL_NUMBER`, `CKA_ISSUER`, `CKA_SUBJECT`), each the whole DER
+/// element exactly as encoded in the certificate (tag and length included), plus its
+/// SubjectPublicKeyInfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateFields<'a> {
+    /// serialNumber: the INTEGER element.
+    pub serial: &'a [u8],
+    /// issuer: the Name (a SEQUENCE) element.
+    pub issuer: &'a [u8],
+    /// subject: the Name (a SEQUENCE) element.
+    pub subject: &'a [u8],
+    /// subjectPublicKeyInfo: the SEQUENCE element.
+    pub spki: &'a [u8],
+}
+
+/// The serial number, issuer, subject and SubjectPublicKeyInfo of a DER certificate,
+/// exactly as encoded there.
+///
+/// # Errors
+/// [`Error::Malformed`] when the bytes are not a certificate whose TBSCertificate holds
+/// those fields in their places with their types (INTEGER, Name, Name,
+/// SubjectPublicKeyInfo).
+pub fn certificate_fields(cert_der: &[u8]) -> Result<CertificateFields<'_>, Error> {
+    // The element at the reader's position, checked to carry `tag`, as raw bytes.
+    fn element<'a>(reader: &mut SliceReader<'a>, tag: Tag) -> der::Result<&'a [u8]> {
+        Tag::peek(reader)?.assert_eq(tag)?;
+        reader.tlv_bytes()
+    }
+    let read = |cert_der| -> der::Result<CertificateFields<'_>> {
+        let mut reader = SliceReader::new(cert_der)?;
+        let fields = reader.sequence(|certificate| {
+            let fields = certificate.sequence(|tbs| {
+                // version [0] EXPLICIT is optional (absent means v1)
+                if Tag::peek(tbs)?
+                    == (Tag::ContextSpecific {
+                        constructed: true,
+                        number: TagNumber(0),
+                    })
+                {
+                    tbs.tlv_bytes()?;
+                }
+                let serial = element(tbs, Tag::Integer)?;
+                let _signature = element(tbs, Tag::Sequence)?;
+                let issuer = element(tbs, Tag::Sequence)?;
+                let _validity = element(tbs, Tag::Sequence)?;
+                let subject = element(tbs, Tag::Sequence)?;
+                let spki = element(tbs, Tag::Sequence)?;
+                tbs.drain(tbs.remaining_len())?;
+                Ok::<_, der::Error>(CertificateFields {
+                    serial,
+                    issuer,
+                    subject,
+                    spki,
+                })
+            })?;
+            certificate.drain(certificate.remaining_len())?;
+            Ok::<_, der::Error>(fields)
+        })?;
+        reader.finish()?;
+        SubjectPublicKeyInfoRef::from_der(fields.spki)?;
+        Ok(fields)
+    };
+    read(cert_der).map_err(Error::malformed("certificate"))
+}
+
 /// The significant bits of an unsigned big-endian integer (leading zero bytes ignored).
 pub fn unsigned_bits(value: &[u8]) -> usize {
     let trimmed = strip_leading_zeros(value);
@@ -517,6 +583,7 @@ mod tests {
             let _ = RsaPublicKey::from_spki_der(input);
             let _ = KeyAlgorithm::of_spki(input);
             let _ = certificate_spki(input);
+            let _ = certificate_fields(input);
             let _ = same_rsa_key(input, &spki);
             let _ = pem::parse(input);
         }
@@ -532,6 +599,41 @@ mod tests {
         assert_eq!(unsigned_bits(&[0x00, 0x80, 0x00]), 16);
         assert_eq!(unsigned_bits(&[0x01, 0x00]), 9);
         assert_eq!(unsigned_bits(&[]), 0);
+    }
+
+    #[test]
+    fn certificate_fields_are_the_encoded_elements() {
+        let (spki, pkcs8) = rsa_spki();
+        let signer = crate::signer::SoftwareSigner::from_pkcs8_der(&pkcs8).unwrap();
+        let cert = crate::cert::create_self_signed(
+            &signer,
+            crate::signer::Algorithm::Rs256,
+            "CN=fields test",
+            1,
+            1_700_000_000,
+        )
+        .unwrap();
+        let der = cert.der();
+        let fields = certificate_fields(der).unwrap();
+        assert_eq!(fields.spki, &spki[..]);
+        assert_eq!(fields.spki, certificate_spki(der).unwrap());
+        assert_eq!(fields.issuer, fields.subject, "self-signed");
+        assert_eq!(fields.serial[0], 0x02, "an INTEGER element");
+        assert_eq!(fields.subject[0], 0x30, "a Name SEQUENCE");
+        assert!(fields.subject.windows(11).any(|w| w == b"fields test"));
+        // Each field is a slice of the certificate, in order.
+        let offset = |field: &[u8]| field.as_ptr() as usize - der.as_ptr() as usize;
+        assert!(offset(fields.serial) < offset(fields.issuer));
+        assert!(offset(fields.issuer) < offset(fields.subject));
+        assert!(offset(fields.subject) < offset(fields.spki));
+        // Truncated or with trailing bytes: malformed.
+        assert!(certificate_fields(&der[..der.len() - 1]).is_err());
+        assert!(certificate_fields(&[der, &[0][..]].concat()).is_err());
+        for i in 0..40 {
+            let mut v = der.to_vec();
+            v[i] ^= 0x80;
+            let _ = certificate_fields(&v);
+        }
     }
 
     #[test]

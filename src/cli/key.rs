@@ -70,7 +70,7 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
         super::warn("--label names objects in a token; a key file has no label, so it is ignored");
     }
     let pkcs8 = certassert::signer::generate_software_key(args.bits).map_err(KeyError::from)?;
-    let pem = zeroize::Zeroizing::new(certassert::pem::encode("PRIVATE KEY", &pkcs8));
+    let pem = zeroize::Zeroizing::new(certassert::public_key::pem::encode("PRIVATE KEY", &pkcs8));
     write_new(&path, pem.as_bytes(), 0o600, None)?;
     eprintln!(
         "wrote a {}-bit RSA key to {} (PKCS#8, mode 0600)\nnext: certassert cert create --key {} --subject CN=my-app --out app.cert.pem",

@@ -349,8 +349,12 @@ fn generate_tpm(
 /// The signature does not verify, or the key is not an RSA key.
 pub fn verify(spki: &[u8], alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), String> {
     use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256};
-    let (n, e) = crate::der::rsa_public_numbers(spki).ok_or("the public key is not an RSA key")?;
-    let components = aws_lc_rs::signature::RsaPublicKeyComponents { n, e };
+    let key = crate::public_key::RsaPublicKey::from_spki_der(spki)
+        .map_err(|_| "the public key is not an RSA key")?;
+    let components = aws_lc_rs::signature::RsaPublicKeyComponents {
+        n: key.modulus(),
+        e: key.exponent(),
+    };
     let params = match alg {
         Algorithm::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
         Algorithm::Ps256 => &RSA_PSS_2048_8192_SHA256,

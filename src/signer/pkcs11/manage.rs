@@ -6,7 +6,6 @@ use super::objects::{self, FoundKey};
 use super::sign::Pkcs11Signer;
 use super::token::Token;
 use super::{id_text, uri_escape, Pkcs11Error};
-use crate::der;
 use crate::keyref::pkcs11::piv_labels;
 use crate::keyref::Pkcs11Uri;
 use crate::secret::Callbacks;
@@ -140,11 +139,10 @@ impl Pkcs11Signer {
     /// The certificate is for another key, a different certificate already sits under
     /// this id (it is not replaced), or the token refused to create the object.
     pub fn store(&self, cert_der: &[u8]) -> Result<(), Pkcs11Error> {
-        let names = name_fields(cert_der).ok_or_else(|| {
+        let names = crate::public_key::certificate_fields(cert_der).map_err(|_| {
             Pkcs11Error::Key("the certificate to store is not a parsable X.509 certificate".into())
         })?;
-        let spki = der::certificate_spki(cert_der).unwrap_or_default();
-        if !objects::same_rsa_key(spki, &self.spki) {
+        if !crate::public_key::same_rsa_key(names.spki, &self.spki) {
             return Err(Pkcs11Error::Key(format!(
                 "the certificate is for another key than {}; nothing was stored",
                 self.uri
@@ -185,9 +183,9 @@ impl Pkcs11Signer {
                 Attribute::Modifiable(true),
                 Attribute::Label(label.into_bytes()),
                 Attribute::Id(self.key.id.clone()),
-                Attribute::Subject(names.subject),
-                Attribute::Issuer(names.issuer),
-                Attribute::SerialNumber(names.serial),
+                Attribute::Subject(names.subject.to_vec()),
+                Attribute::Issuer(names.issuer.to_vec()),
+                Attribute::SerialNumber(names.serial.to_vec()),
                 Attribute::Value(cert_der.to_vec()),
             ])
             .map_err(Pkcs11Error::call(format!(
@@ -196,32 +194,6 @@ impl Pkcs11Signer {
             )))?;
         Ok(())
     }
-}
-
-struct NameFields {
-    subject: Vec<u8>,
-    issuer: Vec<u8>,
-    serial: Vec<u8>,
-}
-
-/// The DER subject, issuer and serial number (whole TLVs) of a certificate.
-fn name_fields(cert: &[u8]) -> Option<NameFields> {
-    let (certificate, _) = der::expect(cert, der::SEQUENCE)?;
-    let (tbs, _) = der::expect(certificate.value, der::SEQUENCE)?;
-    let mut rest = tbs.value;
-    if rest.first() == Some(&0xa0) {
-        rest = der::read(rest)?.1; // [0] version
-    }
-    let (serial, rest) = der::expect(rest, der::INTEGER)?;
-    let (_signature_alg, rest) = der::expect(rest, der::SEQUENCE)?;
-    let (issuer, rest) = der::expect(rest, der::SEQUENCE)?;
-    let (_validity, rest) = der::expect(rest, der::SEQUENCE)?;
-    let (subject, _) = der::expect(rest, der::SEQUENCE)?;
-    Some(NameFields {
-        subject: subject.raw.to_vec(),
-        issuer: issuer.raw.to_vec(),
-        serial: serial.raw.to_vec(),
-    })
 }
 
 /// Initialise the first uninitialised token of `module` with `label`, an SO PIN and a

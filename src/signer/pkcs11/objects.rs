@@ -150,7 +150,7 @@ pub fn list_keys(s: &Session) -> String {
                 Attribute::KeyType(t) => {
                     kind = t.to_string().trim_start_matches("CKK_").to_string()
                 }
-                Attribute::Modulus(m) => bits = crate::der::integer_bits(&m),
+                Attribute::Modulus(m) => bits = crate::public_key::unsigned_bits(&m),
                 _ => {}
             }
         }
@@ -210,17 +210,9 @@ fn rsa_numbers(s: &Session, handle: ObjectHandle) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    Some(spki_der(n?, e?))
-}
-
-/// SubjectPublicKeyInfo for an RSA public key given as big-endian numbers.
-pub fn spki_der(n: Vec<u8>, e: Vec<u8>) -> Vec<u8> {
-    use picky_asn1::wrapper::IntegerAsn1;
-    let spki = picky_asn1_x509::SubjectPublicKeyInfo::new_rsa_key(
-        IntegerAsn1::from_bytes_be_unsigned(n),
-        IntegerAsn1::from_bytes_be_unsigned(e),
-    );
-    picky_asn1_der::to_vec(&spki).expect("an RSA SubjectPublicKeyInfo always encodes")
+    crate::public_key::RsaPublicKey::new(&n?, &e?)
+        .and_then(|key| key.to_spki_der())
+        .ok()
 }
 
 /// Certificates on the token stored with `id` (CKA_CLASS certificate, X.509), as DER.
@@ -250,17 +242,4 @@ pub fn certificates_with_id(
         }
     }
     Ok(out)
-}
-
-/// Whether two SubjectPublicKeyInfos carry the same RSA key (encodings may differ in the
-/// algorithm parameters or leading zeros).
-pub fn same_rsa_key(a: &[u8], b: &[u8]) -> bool {
-    use crate::der::{rsa_public_numbers, strip_leading_zeros};
-    match (rsa_public_numbers(a), rsa_public_numbers(b)) {
-        (Some((n1, e1)), Some((n2, e2))) => {
-            strip_leading_zeros(n1) == strip_leading_zeros(n2)
-                && strip_leading_zeros(e1) == strip_leading_zeros(e2)
-        }
-        _ => false,
-    }
 }

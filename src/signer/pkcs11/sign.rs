@@ -8,6 +8,7 @@ use super::objects::{self, FoundKey};
 use super::token::Token;
 use super::{id_text, Pkcs11Error};
 use crate::keyref::Pkcs11Uri;
+use crate::public_key::{self, RsaPublicKey};
 use crate::secret::Callbacks;
 use crate::signer::{Algorithm, Error, Signer};
 use cryptoki::error::{Error as CkError, RvError};
@@ -73,9 +74,7 @@ impl Pkcs11Signer {
                 objects::certificates_with_id(s, &key.id)?,
             ))
         })?;
-        let bits = crate::der::rsa_public_numbers(&spki)
-            .map(|(n, _)| crate::der::integer_bits(n))
-            .unwrap_or(0);
+        let bits = RsaPublicKey::from_spki_der(&spki).map_or(0, |k| k.bits());
         if bits < 2048 {
             return Err(Pkcs11Error::KeyTooSmall {
                 reference: uri.to_string(),
@@ -228,7 +227,7 @@ enum Failure {
 }
 
 fn cert_matches(der: &[u8], spki: &[u8]) -> bool {
-    crate::der::certificate_spki(der).is_some_and(|c| objects::same_rsa_key(c, spki))
+    public_key::certificate_spki(der).is_ok_and(|c| public_key::same_rsa_key(c, spki))
 }
 
 impl Signer for Pkcs11Signer {

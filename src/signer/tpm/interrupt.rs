@@ -7,20 +7,29 @@
 //! does by default (terminate). Programs with their own signal handling call
 //! [`set_interrupt_cleanup`]`(false)` before opening a TPM key and drop their signers
 //! themselves.
+//!
+//! This module knows signers only as `FlushOnInterrupt` trait objects: the signer
+//! module registers itself here, and nothing here imports it.
 
-use super::signer::Shared;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, Weak};
+use std::sync::{Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static LIVE: Mutex<Vec<(u64, Weak<Shared>)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(u64, Weak<dyn FlushOnInterrupt>)>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 
 /// How long the hook waits for signers to flush before the process ends anyway.
 const GRACE: Duration = Duration::from_secs(10);
+
+/// What the hook needs of an open signer.
+pub(crate) trait FlushOnInterrupt: Send + Sync {
+    /// Flush every transient object and disconnect for good, waiting for a command in
+    /// flight at most until `deadline`.
+    fn close_for_interrupt(&self, deadline: Instant);
+}
 
 /// Whether opening a TPM key installs the SIGINT/SIGTERM flush hook (default: yes).
 /// Takes effect for signers opened afterwards; a hook already installed stays.
@@ -31,13 +40,13 @@ pub fn set_interrupt_cleanup(enabled: bool) {
 /// Register a signer; returns the id to unregister it with. `loads_transients`
 /// says whether it will load transient objects (a key file, a key generation); only
 /// then is the hook installed, so opening a persistent handle changes no signal handling.
-pub(crate) fn register(signer: &Arc<Shared>, loads_transients: bool) -> u64 {
+pub(crate) fn register(signer: Weak<dyn FlushOnInterrupt>, loads_transients: bool) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     if loads_transients && ENABLED.load(Ordering::SeqCst) {
         install();
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id, Arc::downgrade(signer)));
+            .push((id, signer));
     }
     id
 }
@@ -67,7 +76,7 @@ fn install() {
 }
 
 fn flush_all() {
-    let live: Vec<Weak<Shared>> = LIVE
+    let live: Vec<Weak<dyn FlushOnInterrupt>> = LIVE
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()

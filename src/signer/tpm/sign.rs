@@ -58,8 +58,7 @@ impl KeyInfo {
             }
             .into());
         };
-        let n = crate::der::strip_leading_zeros(unique.value()).to_vec();
-        let bits = crate::der::integer_bits(&n);
+        let bits = crate::public_key::unsigned_bits(unique.value());
         if bits < 2048 {
             return Err(TpmError::KeyTooSmall {
                 what: what.to_string(),
@@ -104,7 +103,8 @@ impl KeyInfo {
                 "cannot sign: it is not a signing key, or its fixed scheme is neither RSASSA-SHA256 nor RSAPSS-SHA256",
             ));
         }
-        let spki = rsa_spki(&n, e);
+        let spki = rsa_spki(unique.value(), e)
+            .map_err(|e| failed(what, format!("its public key is not usable: {e}")))?;
         let pss_check = aws_lc_rs::signature::ParsedPublicKey::new(
             &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
             &spki,
@@ -135,28 +135,9 @@ fn scheme_hash_is_sha256(public: &Public) -> bool {
     }
 }
 
-/// SubjectPublicKeyInfo DER for an RSA modulus and exponent.
-fn rsa_spki(n: &[u8], e: u32) -> Vec<u8> {
-    use super::keyfile::tlv;
-    let int = |bytes: &[u8]| {
-        let bytes = crate::der::strip_leading_zeros(bytes);
-        let mut v = Vec::with_capacity(bytes.len() + 1);
-        if bytes.first().is_none_or(|b| b & 0x80 != 0) {
-            v.push(0);
-        }
-        v.extend_from_slice(bytes);
-        tlv(crate::der::INTEGER, &v)
-    };
-    let mut rsa = int(n);
-    rsa.extend(int(&e.to_be_bytes()));
-    let rsa = tlv(crate::der::SEQUENCE, &rsa);
-    let mut alg = tlv(crate::der::OID, crate::der::OID_RSA_ENCRYPTION);
-    alg.extend([0x05, 0x00]);
-    let mut bits = vec![0u8];
-    bits.extend(rsa);
-    let mut spki = tlv(crate::der::SEQUENCE, &alg);
-    spki.extend(tlv(crate::der::BIT_STRING, &bits));
-    tlv(crate::der::SEQUENCE, &spki)
+/// SubjectPublicKeyInfo DER for an RSA modulus (unsigned big-endian) and exponent.
+fn rsa_spki(n: &[u8], e: u32) -> Result<Vec<u8>, crate::public_key::Error> {
+    crate::public_key::RsaPublicKey::new(n, &e.to_be_bytes())?.to_spki_der()
 }
 
 fn null_ticket() -> TssResult<HashcheckTicket> {
@@ -424,12 +405,13 @@ mod tests {
     }
 
     #[test]
-    fn spki_is_read_back_by_the_der_walker() {
+    fn spki_is_read_back_as_the_same_numbers() {
         let mut n = vec![0xc5u8; 256];
         n[255] = 0x01;
-        let spki = rsa_spki(&n, 65_537);
-        let (rn, re) = crate::der::rsa_public_numbers(&spki).unwrap();
-        assert_eq!(rn, &n[..]);
-        assert_eq!(re, &[0x01, 0x00, 0x01]);
+        let spki = rsa_spki(&n, 65_537).unwrap();
+        let key = crate::public_key::RsaPublicKey::from_spki_der(&spki).unwrap();
+        assert_eq!(key.modulus(), &n[..]);
+        assert_eq!(key.exponent(), &[0x01, 0x00, 0x01]);
+        assert!(rsa_spki(&[0, 0], 65_537).is_err(), "a zero modulus");
     }
 }

@@ -11,7 +11,7 @@ use super::context::{
     connect, describe, flush, is_connection_error, is_key_gone, load_key, LoadedKey,
 };
 use super::generate;
-use super::interrupt;
+use super::interrupt::{self, FlushOnInterrupt};
 use super::keyfile::TssKey;
 use super::sign::{self, KeyInfo, SignFailure};
 use super::TpmError;
@@ -52,11 +52,13 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, SendConnection> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
+impl FlushOnInterrupt for Shared {
     /// Flush and disconnect for good (the process is being interrupted): later
     /// signatures fail instead of reconnecting. Waits for a command in flight, at most
     /// until `deadline`.
-    pub(crate) fn close_for_interrupt(&self, deadline: std::time::Instant) {
+    fn close_for_interrupt(&self, deadline: std::time::Instant) {
         loop {
             match self.0.try_lock() {
                 Ok(mut guard) => return guard.0.close(),
@@ -136,9 +138,9 @@ impl TpmSigner {
                     path: path.clone(),
                     source,
                 })?;
-                let tss = TssKey::from_file_bytes(&data).map_err(|detail| Error::Format {
+                let tss = TssKey::from_file_bytes(&data).map_err(|e| Error::Format {
                     path: path.clone(),
-                    detail,
+                    detail: e.to_string(),
                 })?;
                 if !tss.empty_auth && auth.is_none() {
                     let request = SecretRequest::new(
@@ -176,7 +178,8 @@ impl TpmSigner {
         }))));
         // Registered before anything is loaded; the hook waits for the lock we hold
         // during setup, then flushes what setup loaded.
-        let id = interrupt::register(&shared, loads_transients);
+        let hook: Arc<dyn FlushOnInterrupt> = shared.clone();
+        let id = interrupt::register(Arc::downgrade(&hook), loads_transients);
         let result = {
             let mut guard = shared.lock();
             let result = guard.0.setup(setup);
