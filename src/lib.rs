@@ -33,10 +33,6 @@ pub mod inspect;
 pub mod jws;
 pub mod keyref;
 pub mod public_key;
-// Transitional: tests/common still names `certassert::pem`; the tests' owner moves it to
-// `public_key::pem`, after which this line goes.
-#[doc(hidden)]
-pub use public_key::pem;
 pub mod rules;
 pub mod secret;
 pub mod signer;
