@@ -271,3 +271,75 @@ fn an_endless_answer_is_cut_at_the_limit_and_not_retried() {
     );
     assert!(sent < 64 * 1024 * 1024, "{sent} bytes");
 }
+
+#[test]
+fn a_redirect_is_not_followed_and_the_request_says_who_sends_it() {
+    let elsewhere = Recorder::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/{TENANT}/oauth2/v2.0/token",
+        listener.local_addr().unwrap()
+    );
+    let location = format!("{}/moved", elsewhere.url());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = read_head(&mut stream);
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        head.push_str(&String::from_utf8(body).unwrap());
+        let answer = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(answer.as_bytes()).unwrap();
+        head
+    });
+    let http = HttpClient::new(&HttpOptions::default()).unwrap();
+    let e = http
+        .post_token(
+            &url,
+            || {
+                Ok(vec![
+                    ("grant_type", "client_credentials".into()),
+                    ("scope", "https://graph.microsoft.com/.default a+b".into()),
+                ])
+            },
+            common::now,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::NotOAuth { status: 302, .. }), "{e:?}");
+    assert_eq!(
+        elsewhere.seen(),
+        Vec::<String>::new(),
+        "the redirect was not followed"
+    );
+    let request = server.join().unwrap().to_ascii_lowercase();
+    assert!(
+        request.starts_with(&format!("post /{TENANT}/oauth2/v2.0/token http/1.1\r\n")),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!(
+            "\r\nuser-agent: certassert/{}\r\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{request}"
+    );
+    assert!(
+        request.contains("\r\ncontent-type: application/x-www-form-urlencoded\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.ends_with(
+            "\r\n\r\ngrant_type=client_credentials&scope=https%3a%2f%2fgraph.microsoft.com%2f.default+a%2bb"
+        ),
+        "{request}"
+    );
+}

@@ -150,7 +150,7 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// The HTTP client could not be built.
+    /// HTTPS cannot be set up: there is no trusted root certificate at all.
     #[error("cannot set up HTTPS: {0}")]
     Setup(String),
     /// No answer (connection refused, TLS failure, timeout), after the retries.

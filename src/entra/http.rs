@@ -242,6 +242,7 @@ impl HttpClient {
                 .root_certs(roots)
                 .build();
             Agent::config_builder()
+                .timeout_resolve(Some(self.options.connect_timeout))
                 .timeout_connect(Some(self.options.connect_timeout))
                 .timeout_global(Some(self.options.timeout))
                 .max_redirects(0)
