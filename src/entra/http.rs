@@ -147,7 +147,7 @@ impl HttpClient {
             let network = |e: &ureq::Error| Error::Network {
                 url: url.into(),
                 attempts: attempt,
-                detail: detail(e),
+                detail: detail(e, &self.options),
             };
             let response = match agent
                 .post(url)
@@ -346,11 +346,25 @@ fn is_tls_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The error's text with its cause chain (ureq's error has no `source`; its I/O error
-/// does).
-fn detail(e: &ureq::Error) -> String {
+/// does), saying which step failed where the text alone does not.
+fn detail(e: &ureq::Error, options: &HttpOptions) -> String {
     match e {
+        ureq::Error::Io(io) if is_tls_refusal(io) => {
+            format!("TLS refused the server: {}", chain(io))
+        }
         ureq::Error::Io(io) => chain(io),
-        ureq::Error::Rustls(tls) => format!("TLS: {}", chain(tls)),
+        ureq::Error::Rustls(tls) => format!("TLS refused the server: {}", chain(tls)),
+        ureq::Error::Timeout(step @ (ureq::Timeout::Resolve | ureq::Timeout::Connect)) => {
+            format!(
+                "no connection within {:?} (timed out: {step})",
+                options.connect_timeout
+            )
+        }
+        ureq::Error::Timeout(step) => format!(
+            "no complete answer within {:?} (timed out: {step})",
+            options.timeout
+        ),
+        ureq::Error::HostNotFound => "the host name does not resolve".into(),
         other => other.to_string(),
     }
 }
