@@ -150,7 +150,7 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// The HTTP client could not be built.
+    /// HTTPS cannot be set up: there is no trusted root certificate at all.
     #[error("cannot set up HTTPS: {0}")]
     Setup(String),
     /// No answer (connection refused, TLS failure, timeout), after the retries.
@@ -162,6 +162,26 @@ pub enum Error {
         attempts: u32,
         /// The cause chain.
         detail: String,
+    },
+    /// A proxy setting of the environment that cannot be used (its value is not shown:
+    /// it may hold a password).
+    #[error("the proxy in {variable} cannot be used: {detail}")]
+    Proxy {
+        /// The environment variable (`HTTPS_PROXY`, `ALL_PROXY`, …).
+        variable: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An answer longer than certassert reads ([`MAX_ANSWER_BYTES`](super::http::MAX_ANSWER_BYTES));
+    /// a token answer is a few kilobytes.
+    #[error("POST {url}: HTTP {status} with an answer longer than {limit} bytes, the most certassert reads; not a token answer")]
+    AnswerTooLong {
+        /// The endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// Entra (or the server) refused, with an OAuth error body.
     #[error("{0}")]

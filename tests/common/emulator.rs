@@ -174,20 +174,31 @@ impl ChildEmulator {
         }
     }
 
-    /// The requests it received (GET /_emulator/requests).
+    /// The requests it received (GET /_emulator/requests), straight to it (no proxy),
+    /// trusting its CA when it serves TLS.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        let mut builder = reqwest::blocking::Client::builder().no_proxy();
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).unwrap();
-            builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem).unwrap());
-        }
-        let body = builder
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots: Vec<Certificate<'static>> = match &self.ca_file {
+            Some(ca) => vec![Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap()],
+            None => Vec::new(),
+        };
+        let tls = TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .tls_config(tls)
             .build()
-            .unwrap()
+            .new_agent();
+        let body = agent
             .get(format!("{}/_emulator/requests", self.url))
-            .send()
+            .call()
             .unwrap()
-            .text()
+            .into_body()
+            .read_to_string()
             .unwrap();
         serde_json::from_str::<serde_json::Value>(&body)
             .unwrap()

@@ -446,34 +446,3 @@ fn cli_demo_ends_with_a_token() {
     );
     assert!(out.contains("\"roles\""), "{out}");
 }
-
-#[test]
-fn cli_honours_https_proxy_and_no_proxy() {
-    let dir = tempdir();
-    let app = AppFiles::new(dir.path(), "app", CLIENT);
-    let reg = format!("{CLIENT}={}", s(&app.cert));
-    let ca = dir.path().join("ca.pem");
-    let emu = ChildEmulator::start(&["--register", &reg, "--tls", "--ca-out", s(&ca)]);
-    // A proxy that is not there: every attempt goes to it and fails.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let proxy = format!("http://{dead}");
-    let mut args = token_args(&app, &emu.url);
-    args.extend(["--scope", GRAPH, "--ca-file", s(&ca), "--no-cache"]);
-    let out = run(certassert(&dir.path().join("c"))
-        .args(&args)
-        .env("HTTPS_PROXY", &proxy));
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("failed after 3 attempt(s)"), "{stderr}");
-    assert!(emu.requests().is_empty(), "nothing reached the emulator");
-    // NO_PROXY exempts the host.
-    let out = run(certassert(&dir.path().join("c"))
-        .args(&args)
-        .env("HTTPS_PROXY", &proxy)
-        .env("NO_PROXY", "127.0.0.1"));
-    stdout_ok(&out);
-    assert_eq!(emu.requests().len(), 1);
-}
