@@ -161,6 +161,13 @@ impl Cache {
     }
 }
 
+/// The effective uid of this process: who must own the cache directory and its files.
+#[allow(unsafe_code)]
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// An exclusive lock on a file (`File::lock`, `flock(2)` on Unix), released on drop.
 struct Flock<'a>(&'a fs::File);
 
@@ -192,6 +199,103 @@ mod tests {
             resource: None,
             refresh_token: Some(Secret::new("rt-never-on-disk".into())),
         }
+    }
+
+    /// A fresh entry for `key`, written as a planted file would be (not through `put`).
+    fn plant(path: &Path, expires_on: i64) {
+        let text = format!(
+            r#"{{"access_token":"planted","token_type":"Bearer","expires_on":{expires_on}}}"#
+        );
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn served(cache: &Cache, key: &CacheKey) -> bool {
+        cache.get(key, 1_000).is_some()
+    }
+
+    #[test]
+    fn entries_others_could_write_are_not_served() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c")).unwrap();
+        let key = CacheKey::new(&["k"]);
+        plant(&cache.path(&key), 2_000);
+        assert!(served(&cache, &key), "a 0600 file of ours is served");
+
+        // A file group or others may write or read.
+        fs::set_permissions(cache.path(&key), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!served(&cache, &key), "a 0644 file is served");
+
+        // A directory others may enter, after it was opened.
+        plant(&cache.path(&key), 2_000);
+        fs::set_permissions(cache.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!served(&cache, &key), "an entry in a 0755 directory is served");
+        fs::set_permissions(cache.dir(), fs::Permissions::from_mode(0o700)).unwrap();
+
+        // A symlink in place of the entry, to a file that is otherwise fine.
+        let elsewhere = dir.path().join("elsewhere.json");
+        plant(&elsewhere, 2_000);
+        fs::remove_file(cache.path(&key)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache.path(&key)).unwrap();
+        assert!(!served(&cache, &key), "a symlinked entry is served");
+
+        // A file owned by another uid (tests run as root: chown works).
+        if unsafe_geteuid() == 0 {
+            fs::remove_file(cache.path(&key)).unwrap();
+            plant(&cache.path(&key), 2_000);
+            std::os::unix::fs::chown(cache.path(&key), Some(65534), Some(65534)).unwrap();
+            assert_eq!(fs::metadata(cache.path(&key)).unwrap().uid(), 65534);
+            assert!(!served(&cache, &key), "a file of another uid is served");
+        }
+    }
+
+    #[test]
+    fn a_directory_of_another_uid_is_neither_used_nor_chmodded() {
+        use std::os::unix::fs::MetadataExt as _;
+        if unsafe_geteuid() != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
+        let key = CacheKey::new(&["k"]);
+        plant(&theirs.join(format!("{}.json", key.as_str())), 2_000);
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        if let Ok(cache) = Cache::open(&theirs) {
+            assert!(!served(&cache, &key), "a token planted by uid 65534 is served");
+            assert!(cache.put(&key, &token(10_000)).is_err(), "written into their directory");
+        }
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&open, Some(65534), Some(65534)).unwrap();
+        let _ = Cache::open(&open);
+        assert_eq!(
+            fs::metadata(&open).unwrap().mode() & 0o777,
+            0o755,
+            "chmodded a directory of another uid"
+        );
+    }
+
+    #[test]
+    fn impossible_expiries_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c")).unwrap();
+        let key = CacheKey::new(&["k"]);
+        for expires_on in [i64::MAX, i64::MIN, -1, 1_000 + 10 * 365 * 86_400] {
+            plant(&cache.path(&key), expires_on);
+            assert!(!served(&cache, &key), "expires_on {expires_on} served");
+        }
+        let text = r#"{"access_token":"bad\ntoken","token_type":"Bearer","expires_on":2000}"#;
+        fs::write(cache.path(&key), text).unwrap();
+        assert!(!served(&cache, &key), "a token with a newline served");
+    }
+
+    fn unsafe_geteuid() -> u32 {
+        euid()
     }
 
     #[test]

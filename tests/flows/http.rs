@@ -87,7 +87,9 @@ fn a_slow_answer_times_out_and_is_retried_a_malformed_one_is_reported() {
     let before = running.requests().len();
     let e = client.acquire(&cred, &req).unwrap_err();
     assert!(matches!(e, Error::NotOAuth { status: 200, .. }), "{e}");
-    assert!(e.to_string().contains("{\"access_token\": \"trunc"), "{e}");
+    // A truncated body may hold the start of a token: only its length and type are shown.
+    let text = e.to_string();
+    assert!(!text.contains("trunc") && text.contains("bytes of "), "{e}");
     assert_eq!(running.requests().len(), before + 1);
 }
 
