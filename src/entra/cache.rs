@@ -388,7 +388,10 @@ mod tests {
         // A file group or others may write or read.
         fs::set_permissions(cache.path(&key), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(
-            matches!(lookup(&cache, &key), Err(CacheError::OpenToOthers { mode: 0o644, .. })),
+            matches!(
+                lookup(&cache, &key),
+                Err(CacheError::OpenToOthers { mode: 0o644, .. })
+            ),
             "a 0644 file is served"
         );
 
@@ -396,7 +399,10 @@ mod tests {
         plant(&cache.path(&key), 2_000);
         fs::set_permissions(cache.dir(), fs::Permissions::from_mode(0o755)).unwrap();
         assert!(
-            matches!(lookup(&cache, &key), Err(CacheError::OpenToOthers { mode: 0o755, .. })),
+            matches!(
+                lookup(&cache, &key),
+                Err(CacheError::OpenToOthers { mode: 0o755, .. })
+            ),
             "an entry in a 0755 directory is served"
         );
         fs::set_permissions(cache.dir(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -418,9 +424,12 @@ mod tests {
             std::os::unix::fs::chown(cache.path(&key), Some(65534), Some(65534)).unwrap();
             assert_eq!(fs::metadata(cache.path(&key)).unwrap().uid(), 65534);
             assert!(
-            matches!(lookup(&cache, &key), Err(CacheError::NotOwned { owner: 65534, .. })),
-            "a file of another uid is served"
-        );
+                matches!(
+                    lookup(&cache, &key),
+                    Err(CacheError::NotOwned { owner: 65534, .. })
+                ),
+                "a file of another uid is served"
+            );
         }
     }
 
@@ -439,8 +448,14 @@ mod tests {
         plant(&theirs.join(format!("{}.json", key.as_str())), 2_000);
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
         if let Ok(cache) = Cache::open(&theirs) {
-            assert!(!served(&cache, &key), "a token planted by uid 65534 is served");
-            assert!(cache.put(&key, &token(10_000)).is_err(), "written into their directory");
+            assert!(
+                !served(&cache, &key),
+                "a token planted by uid 65534 is served"
+            );
+            assert!(
+                cache.put(&key, &token(10_000)).is_err(),
+                "written into their directory"
+            );
         }
         let open = dir.path().join("open");
         fs::create_dir(&open).unwrap();
@@ -485,7 +500,10 @@ mod tests {
         assert_eq!(mode(&cache.path(&key)), 0o600);
         let text = fs::read_to_string(cache.path(&key)).unwrap();
         assert!(!text.contains("rt-never-on-disk"), "{text}");
-        assert_eq!(cache.get(&key, 0).unwrap().unwrap().access_token.expose(), "at");
+        assert_eq!(
+            cache.get(&key, 0).unwrap().unwrap().access_token.expose(),
+            "at"
+        );
         assert!(
             cache.get(&key, 10_000 - 300).unwrap().is_none(),
             "5 minutes must remain"

@@ -79,10 +79,7 @@ pub fn shown_body(body: &[u8], content_type: Option<&str>) -> String {
         Err(_) => format!(
             "{} bytes of {}, not shown",
             body.len(),
-            content_type.map_or_else(
-                || "unstated content type".into(),
-                |t| server_text(t, 100)
-            )
+            content_type.map_or_else(|| "unstated content type".into(), |t| server_text(t, 100))
         ),
     }
 }
@@ -273,7 +270,9 @@ pub enum Error {
     #[error("{0}")]
     Entra(Box<EntraError>),
     /// An answer that is not OAuth JSON (a proxy's HTML page, a truncated body).
-    #[error("POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body}")]
+    #[error(
+        "POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body}"
+    )]
     NotOAuth {
         /// The endpoint.
         url: String,
@@ -342,7 +341,10 @@ mod tests {
 
     #[test]
     fn server_text_escapes_and_cuts() {
-        assert_eq!(server_text("a\u{1b}[2Jb\r\n\u{7f}\u{9b}", 50), "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{7f}\\u{9b}");
+        assert_eq!(
+            server_text("a\u{1b}[2Jb\r\n\u{7f}\u{9b}", 50),
+            "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{7f}\\u{9b}"
+        );
         assert_eq!(server_text("x\u{202e}y", 50), "x\\u{202e}y");
         assert_eq!(server_text("abcdef", 3), "abc… (cut; 6 characters in all)");
         assert_eq!(server_text("abc", 3), "abc");
@@ -350,7 +352,12 @@ mod tests {
             br#"{"access_token":"SECRET","nested":[{"id_token":"SECRET"}],"error":"e"}"#,
             None,
         );
-        assert!(!shown.contains("SECRET") && shown.contains("[redacted]") && shown.contains("\"error\":\"e\""), "{shown}");
+        assert!(
+            !shown.contains("SECRET")
+                && shown.contains("[redacted]")
+                && shown.contains("\"error\":\"e\""),
+            "{shown}"
+        );
         assert_eq!(
             shown_body(b"SECRET.token", Some("text/plain")),
             "12 bytes of text/plain, not shown"

@@ -601,7 +601,10 @@ mod tests {
         let e = parse_answer(url, 401, body.as_bytes(), None, 0).unwrap_err();
         let text = e.to_string();
         assert!(text.len() < 4000, "{} bytes shown", text.len());
-        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
         assert!(text.contains("\\u{1b}"), "{text}");
     }
 
@@ -627,7 +630,10 @@ mod tests {
             r#"{"access_token":"eyJ0.eyJ1-_~+/.c2ln==","token_type":"bearer","expires_in":3599}"#,
             r#"{"access_token":"abc","token_type":"Bearer","expires_in":"3599"}"#,
         ] {
-            assert!(parse_answer(url, 200, body.as_bytes(), None, 0).is_ok(), "{body}");
+            assert!(
+                parse_answer(url, 200, body.as_bytes(), None, 0).is_ok(),
+                "{body}"
+            );
         }
     }
 

@@ -208,9 +208,12 @@ mod tests {
             }
         );
         assert_eq!(
-            Token::from_json(&serde_json::json!({"access_token":"a\nb","expires_in":1}), 0)
-                .unwrap_err()
-                .to_string(),
+            Token::from_json(
+                &serde_json::json!({"access_token":"a\nb","expires_in":1}),
+                0
+            )
+            .unwrap_err()
+            .to_string(),
             "access_token in the answer is not a plain token string (RFC 6750 b64token characters)"
         );
         assert!(is_b64token("a.b-c_d~e+f/g==") && !is_b64token("==") && !is_b64token("a=b"));

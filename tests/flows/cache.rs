@@ -137,5 +137,7 @@ fn concurrent_cold_processes_make_one_request() {
         .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/token")))
         .count();
     assert_eq!(posts, 1, "{N} cold processes, {posts} token requests");
-    assert!(tokens.iter().all(|t| *t == tokens[0] && t.lines().count() == 1));
+    assert!(tokens
+        .iter()
+        .all(|t| *t == tokens[0] && t.lines().count() == 1));
 }

@@ -47,7 +47,10 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
         "--fault",
         esc,
         "--fault",
-        &format!(r#"answer=200:{{"access_token":"abc","token_type":"Bearer","expires_in":{}}}"#, i64::MAX),
+        &format!(
+            r#"answer=200:{{"access_token":"abc","token_type":"Bearer","expires_in":{}}}"#,
+            i64::MAX
+        ),
     ]);
     let cache = dir.path().join("cache");
 
@@ -60,7 +63,14 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
     // The same through doctor.
     let out = certassert(&cache)
         .args(["doctor", "--key", s(&app.key), "--cert", s(&app.cert)])
-        .args(["--tenant", TENANT, "--client-id", CLIENT, "--authority-host", &emu.url])
+        .args([
+            "--tenant",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--authority-host",
+            &emu.url,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -77,8 +87,14 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
     let out = token(&cache, &app, &emu, &[]);
     assert!(!out.status.success());
     let t = text(&out);
-    assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\r'), "{t:?}");
-    assert!(t.contains("\\u{1b}]0;pwned") && !t.contains("\nforged"), "{t}");
+    assert!(
+        !t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\r'),
+        "{t:?}"
+    );
+    assert!(
+        t.contains("\\u{1b}]0;pwned") && !t.contains("\nforged"),
+        "{t}"
+    );
 
     // expires_in = i64::MAX: no overflow; the lifetime is clamped to 48 hours.
     let out = token(&cache, &app, &emu, &["--format", "json"]);
@@ -106,9 +122,27 @@ fn a_token_planted_in_a_directory_of_another_uid_is_not_served() {
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Fill the cache once to learn the entry's name, then plant a token in its place.
     std::os::unix::fs::chown(&cache, Some(0), Some(0)).unwrap();
-    let args = ["token", "--key", s(&app.key), "--cert", s(&app.cert), "--tenant", TENANT,
-        "--client-id", CLIENT, "--authority-host", &emu.url, "--scope", GRAPH];
-    assert!(certassert(&cache).args(args).output().unwrap().status.success());
+    let args = [
+        "token",
+        "--key",
+        s(&app.key),
+        "--cert",
+        s(&app.cert),
+        "--tenant",
+        TENANT,
+        "--client-id",
+        CLIENT,
+        "--authority-host",
+        &emu.url,
+        "--scope",
+        GRAPH,
+    ];
+    assert!(certassert(&cache)
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success());
     let entry = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -126,7 +160,10 @@ fn a_token_planted_in_a_directory_of_another_uid_is_not_served() {
     let out = certassert(&cache).args(args).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("PLANTED") && stdout.split('.').count() == 3, "{stdout}");
+    assert!(
+        !stdout.contains("PLANTED") && stdout.split('.').count() == 3,
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("owned by uid 65534").count(), 1, "{stderr}");
     assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o755);

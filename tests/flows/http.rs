@@ -45,7 +45,8 @@ fn throttling_and_unavailability_are_retried_a_bad_request_is_not() {
     let e = client.acquire(&cred, &req).unwrap_err();
     assert!(matches!(e, Error::NotOAuth { status: 503, .. }), "{e}");
     assert!(
-        e.to_string().contains("HTTP 503") && e.to_string().contains("Service Unavailable"),
+        // Not JSON: shown as its length and content type, never as text (it could hold a token).
+        e.to_string().contains("HTTP 503") && e.to_string().contains("bytes of text/html"),
         "{e}"
     );
     assert_eq!(running.requests().len(), 7);
