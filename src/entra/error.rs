@@ -32,8 +32,7 @@ pub const REDACTED_FIELDS: [&str; 5] = [
 /// `max_chars` characters kept, with a note of the full length when cut.
 pub fn server_text(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    let mut count = 0;
-    for c in text.chars() {
+    for (count, c) in text.chars().enumerate() {
         if count == max_chars {
             out.push_str(&format!(
                 "… (cut; {} characters in all)",
@@ -41,7 +40,6 @@ pub fn server_text(text: &str, max_chars: usize) -> String {
             ));
             break;
         }
-        count += 1;
         if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
             out.extend(c.escape_unicode());
         } else {
