@@ -19,6 +19,27 @@ fn token(cache: &std::path::Path, app: &AppFiles, emu: &ChildEmulator, extra: &[
         .unwrap()
 }
 
+/// The whole stderr of `out`, compared with `tests/cmd/generated/{file}` (the emulator's
+/// URL and the temp dir redacted; regenerate with `SNAPSHOTS=overwrite`).
+fn snapshot(out: &Output, file: &str, emu: &ChildEmulator, root: &std::path::Path) {
+    let mut r = snapbox::Redactions::new();
+    r.insert("[URL]", emu.url.clone()).unwrap();
+    r.insert("[ROOT]", root.canonicalize().unwrap().display().to_string())
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cmd/generated")
+        .join(file);
+    snapbox::Assert::new()
+        .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
+        .redact_with(r)
+        // Escapes such as \u{1b} are the point here: no path normalisation of `\`.
+        .normalize_paths(false)
+        .eq(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            snapbox::Data::read_from(&path, None),
+        );
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -59,6 +80,7 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
     assert!(!out.status.success());
     let t = text(&out);
     assert!(!t.contains("CANARY") && t.contains("expires_in"), "{t}");
+    snapshot(&out, "token-answer-bad-expires-in.stderr", &emu, dir.path());
 
     // The same through doctor.
     let out = certassert(&cache)
@@ -82,6 +104,12 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
     assert!(!out.status.success() && out.stdout.is_empty());
     let t = text(&out);
     assert!(t.contains("access_token") && !t.contains("Injected"), "{t}");
+    snapshot(
+        &out,
+        "token-answer-not-plain-token.stderr",
+        &emu,
+        dir.path(),
+    );
 
     // ESC, BEL, CR and LF from the server are shown escaped.
     let out = token(&cache, &app, &emu, &[]);
@@ -94,6 +122,12 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
     assert!(
         t.contains("\\u{1b}]0;pwned") && !t.contains("\nforged"),
         "{t}"
+    );
+    snapshot(
+        &out,
+        "token-answer-control-characters.stderr",
+        &emu,
+        dir.path(),
     );
 
     // expires_in = i64::MAX: no overflow; the lifetime is clamped to 48 hours.
@@ -166,6 +200,7 @@ fn a_token_planted_in_a_directory_of_another_uid_is_not_served() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("owned by uid 65534").count(), 1, "{stderr}");
+    snapshot(&out, "token-cache-not-owned.stderr", &emu, dir.path());
     assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o755);
     assert!(std::fs::read_to_string(&entry).unwrap().contains("PLANTED"));
 }
