@@ -4,8 +4,8 @@
 //! it is posted — rustls with the aws-lc-rs provider, bounded Retry-After-aware retries
 //! ([`http`]) —, what Entra's error JSON means ([`error`], with a one-line hint per AADSTS
 //! code people meet), and the per-user access-token cache ([`cache`]). [`Client::acquire`]
-//! ties them together: cache lookup, a fresh signed assertion per attempt, the request,
-//! the cache write.
+//! ties them together: cache lookup, the per-key cache lock (one fetch for concurrent
+//! processes), a fresh signed assertion per attempt, the request, the cache write.
 
 pub mod authority;
 pub mod cache;
@@ -95,13 +95,18 @@ impl Client {
 
     /// Get a token for `request` with `credential`: from the cache when it holds one with
     /// more than five minutes left (client credentials only), else by posting the grant
-    /// with a freshly signed assertion per attempt; a new token is cached. A cache that
-    /// cannot be read or written is skipped, never fatal.
+    /// with a freshly signed assertion per attempt; a new token is cached. After a miss
+    /// the fetch runs under the key's cache lock ([`Cache::lock`]): concurrent processes
+    /// wanting the same token make one request, the others wait (at most the request
+    /// timeout and 5 s, then fetch themselves) and read its entry. A cache entry or
+    /// directory that is not to be trusted, or a cache that cannot be read or written, is
+    /// skipped with a line in [`Outcome::warnings`], never fatal.
     ///
     /// # Errors
     /// An endpoint the URL policy refuses ([`Error::Endpoint`]), a bad lifetime or client
     /// id or a signing failure ([`Error::Assertion`]), a network failure after the
-    /// retries, or Entra's refusal ([`Error::Entra`] with its AADSTS code).
+    /// retries, Entra's refusal ([`Error::Entra`] with its AADSTS code), or an answer
+    /// without a usable token ([`Error::BadToken`], [`Error::NotOAuth`]).
     pub fn acquire(
         &self,
         credential: &Credential<'_>,
