@@ -190,10 +190,7 @@ pub fn cache(no_cache: bool) -> Option<Cache> {
     match Cache::open(&dir) {
         Ok(c) => Some(c),
         Err(e) => {
-            super::warn(&format!(
-                "token cache {} unusable ({e}); continuing without it",
-                dir.display()
-            ));
+            super::warn(&format!("{e}; continuing without the token cache"));
             None
         }
     }
@@ -219,7 +216,7 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
     let outcome = client
         .acquire(&credential, &request)
         .map_err(|e| flags::entra(e, &args.app, &args.endpoint))?;
-    if let Some(w) = &outcome.warning {
+    for w in &outcome.warnings {
         super::warn(w);
     }
     let token = &outcome.token;
@@ -229,7 +226,7 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
             let mut v = serde_json::json!({
                 "access_token": token.access_token.expose(),
                 "token_type": token.token_type,
-                "expires_in": (token.expires_on - unix_now()).max(0),
+                "expires_in": token.expires_on.saturating_sub(unix_now()).max(0),
                 "expires_on": token.expires_on,
             });
             match &request.target {

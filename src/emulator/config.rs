@@ -44,6 +44,14 @@ pub enum Fault {
     Slow(Duration),
     /// 200 with a body that is not JSON.
     Malformed,
+    /// This status and JSON body, as given (`answer=STATUS:BODY`): a hostile or broken
+    /// server, for tests of what a client does with what comes back.
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// The body (sent as `application/json`).
+        body: String,
+    },
 }
 
 impl std::str::FromStr for Fault {
@@ -55,6 +63,15 @@ impl std::str::FromStr for Fault {
             "503" => Self::Unavailable,
             "malformed" => Self::Malformed,
             "slow" => Self::Slow(Duration::from_secs(3)),
+            other if other.starts_with("answer=") => {
+                let (status, body) = other["answer=".len()..]
+                    .split_once(':')
+                    .ok_or("answer=STATUS:BODY")?;
+                Self::Answer {
+                    status: status.parse().map_err(|_| "answer=STATUS:BODY")?,
+                    body: body.into(),
+                }
+            }
             other => match other.strip_prefix("slow=") {
                 Some(ms) => Self::Slow(Duration::from_millis(
                     ms.trim_end_matches("ms")

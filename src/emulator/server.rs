@@ -157,6 +157,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             "application/json",
             b"{\"access_token\": \"trunc".to_vec(),
         ),
+        Some(Fault::Answer { status, body }) => {
+            answer(status, "application/json", body.into_bytes())
+        }
         Some(Fault::Slow(_)) | None => {
             if let Some(Fault::Slow(delay)) = fault {
                 tokio::time::sleep(delay).await;

@@ -1,13 +1,90 @@
 //! Why a token request failed, and what to do about it. Entra's error JSON (`error`,
 //! `error_description` starting `AADSTS…:`, `error_codes`, `correlation_id`, `trace_id`)
 //! is kept whole in [`EntraError`], whose message adds a one-line hint for the codes
-//! people meet with certificate credentials. A non-JSON answer keeps its status and the
-//! start of its body.
+//! people meet with certificate credentials. A non-JSON answer keeps its status, length
+//! and content type.
+//!
+//! Server text is hostile until shown otherwise: every piece of it that reaches a message
+//! goes through [`server_text`] (control characters escaped, bounded), and a body shown
+//! in an error goes through [`shown_body`] (tokens and assertions redacted).
 
 use serde_json::Value;
 use std::fmt;
 
-/// A refusal from the token endpoint, as Entra's JSON describes it.
+/// The most characters of one server-sent field a message shows (an `error_description`
+/// gets [`MAX_DESCRIPTION_CHARS`]).
+pub const MAX_FIELD_CHARS: usize = 200;
+
+/// The most characters of an `error_description` a message shows.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// JSON members whose values are never shown: tokens, and an assertion echoed back.
+pub const REDACTED_FIELDS: [&str; 5] = [
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_assertion",
+    "assertion",
+];
+
+/// Server-sent `text` made safe to print: control characters (C0 including ESC, CR and
+/// LF, DEL, C1) and bidirectional overrides escaped visibly as `\u{1b}`, and at most
+/// `max_chars` characters kept, with a note of the full length when cut.
+pub fn server_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == max_chars {
+            out.push_str(&format!(
+                "… (cut; {} characters in all)",
+                text.chars().count()
+            ));
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What an error may show of a server's `body`: JSON with the values of
+/// [`REDACTED_FIELDS`] (at any depth) replaced by `[redacted]`, then passed through
+/// [`server_text`]; anything else — which could be a token in another encoding — only as
+/// its length and content type.
+pub fn shown_body(body: &[u8], content_type: Option<&str>) -> String {
+    fn redact(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if REDACTED_FIELDS.contains(&k.as_str()) {
+                        *v = Value::String("[redacted]".into());
+                    } else {
+                        redact(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) => {
+            redact(&mut v);
+            server_text(&v.to_string(), MAX_FIELD_CHARS)
+        }
+        Err(_) => format!(
+            "{} bytes of {}, not shown",
+            body.len(),
+            content_type.map_or_else(|| "unstated content type".into(), |t| server_text(t, 100))
+        ),
+    }
+}
+
+/// A refusal from the token endpoint, as Entra's JSON describes it. The fields hold the
+/// server's text as sent; the message ([`Display`](fmt::Display)) escapes and bounds
+/// each with [`server_text`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntraError {
     /// HTTP status.
@@ -39,7 +116,7 @@ impl EntraError {
             .map(|a| {
                 a.iter()
                     .filter_map(|c| c.as_u64())
-                    .map(|c| c as u32)
+                    .filter_map(|c| u32::try_from(c).ok())
                     .collect()
             })
             .unwrap_or_default();
@@ -76,21 +153,25 @@ fn aadsts_in(description: &str) -> Option<u32> {
 
 impl fmt::Display for EntraError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first_line = self.description.lines().next().unwrap_or_default();
+        let first_line = server_text(
+            self.description.lines().next().unwrap_or_default(),
+            MAX_DESCRIPTION_CHARS,
+        );
+        let error = server_text(&self.error, MAX_FIELD_CHARS);
         let code = self.code();
         match code {
             Some(c) if !first_line.starts_with(&format!("AADSTS{c}")) => {
                 write!(f, "AADSTS{c}: {first_line}")?
             }
-            _ if first_line.is_empty() => write!(f, "{}", self.error)?,
+            _ if first_line.is_empty() => write!(f, "{error}")?,
             _ => write!(f, "{first_line}")?,
         }
-        write!(f, " [{} {}", self.status, self.error)?;
+        write!(f, " [{} {error}", self.status)?;
         if let Some(c) = &self.correlation_id {
-            write!(f, ", correlation id {c}")?;
+            write!(f, ", correlation id {}", server_text(c, MAX_FIELD_CHARS))?;
         }
         if let Some(t) = &self.trace_id {
-            write!(f, ", trace id {t}")?;
+            write!(f, ", trace id {}", server_text(t, MAX_FIELD_CHARS))?;
         }
         write!(f, "]")?;
         if let Some(h) = self.hint_code().and_then(hint) {
@@ -187,7 +268,9 @@ pub enum Error {
     #[error("{0}")]
     Entra(Box<EntraError>),
     /// An answer that is not OAuth JSON (a proxy's HTML page, a truncated body).
-    #[error("POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body_start}")]
+    #[error(
+        "POST {url}: HTTP {status} with a body that is not an OAuth answer ({detail}): {body}"
+    )]
     NotOAuth {
         /// The endpoint.
         url: String,
@@ -195,8 +278,19 @@ pub enum Error {
         status: u16,
         /// Why it is not an answer.
         detail: String,
-        /// Up to 200 characters of the body.
-        body_start: String,
+        /// What may be shown of the body ([`shown_body`]: tokens redacted, escaped,
+        /// bounded; not JSON: its length and content type only).
+        body: String,
+    },
+    /// A success answer without a usable token (a malformed or missing field).
+    #[error("POST {url}: HTTP {status}, but the answer holds no usable token: {source}")]
+    BadToken {
+        /// The endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Which field is wrong.
+        source: super::token::Error,
     },
     /// Throttled for longer than we are willing to wait.
     #[error("POST {url}: HTTP {status}; the server asks to retry after {seconds} s, longer than the {max} s certassert waits; try again later")]
@@ -241,6 +335,31 @@ mod tests {
         .unwrap();
         assert_eq!(e.code(), Some(70011));
         assert_eq!(e.hint_code(), Some(70011));
+    }
+
+    #[test]
+    fn server_text_escapes_and_cuts() {
+        assert_eq!(
+            server_text("a\u{1b}[2Jb\r\n\u{7f}\u{9b}", 50),
+            "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{7f}\\u{9b}"
+        );
+        assert_eq!(server_text("x\u{202e}y", 50), "x\\u{202e}y");
+        assert_eq!(server_text("abcdef", 3), "abc… (cut; 6 characters in all)");
+        assert_eq!(server_text("abc", 3), "abc");
+        let shown = shown_body(
+            br#"{"access_token":"SECRET","nested":[{"id_token":"SECRET"}],"error":"e"}"#,
+            None,
+        );
+        assert!(
+            !shown.contains("SECRET")
+                && shown.contains("[redacted]")
+                && shown.contains("\"error\":\"e\""),
+            "{shown}"
+        );
+        assert_eq!(
+            shown_body(b"SECRET.token", Some("text/plain")),
+            "12 bytes of text/plain, not shown"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! function without having to bring a runtime.
 
 use super::authority::{check_url, is_loopback, UrlRole};
-use super::error::{EntraError, Error};
+use super::error::{server_text, shown_body, EntraError, Error};
 use super::token::Token;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -147,7 +147,7 @@ impl HttpClient {
             let network = |e: &ureq::Error| Error::Network {
                 url: url.into(),
                 attempts: attempt,
-                detail: detail(e, &self.options),
+                detail: server_text(&detail(e, &self.options), 500),
             };
             let response = match agent
                 .post(url)
@@ -162,6 +162,11 @@ impl HttpClient {
                 Err(e) => return Err(network(&e)),
             };
             let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let retry_after = response
                 .headers()
                 .get("retry-after")
@@ -204,7 +209,8 @@ impl HttpClient {
                 std::thread::sleep(wait);
                 continue;
             }
-            return parse_answer(url, status, &bytes, now()).map(|t| (t, attempt));
+            return parse_answer(url, status, &bytes, content_type.as_deref(), now())
+                .map(|t| (t, attempt));
         }
     }
 
@@ -293,12 +299,20 @@ fn encode_form(fields: &[(&'static str, String)]) -> String {
         .finish()
 }
 
-fn parse_answer(url: &str, status: u16, body: &[u8], now: i64) -> Result<Token, Error> {
+/// The token in a `status` answer with `body` (of `content_type`), or why there is none.
+/// Nothing of the body reaches an error unredacted ([`shown_body`]).
+fn parse_answer(
+    url: &str,
+    status: u16,
+    body: &[u8],
+    content_type: Option<&str>,
+    now: i64,
+) -> Result<Token, Error> {
     let not_oauth = |detail: &str| Error::NotOAuth {
         url: url.into(),
         status,
         detail: detail.into(),
-        body_start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        body: shown_body(body, content_type),
     };
     if !(200..300).contains(&status) {
         return Err(EntraError::parse(status, body)
@@ -307,7 +321,11 @@ fn parse_answer(url: &str, status: u16, body: &[u8], now: i64) -> Result<Token, 
     }
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| not_oauth("not JSON"))?;
-    Token::from_json(&json, now).map_err(|e| not_oauth(&e))
+    Token::from_json(&json, now).map_err(|source| Error::BadToken {
+        url: url.into(),
+        status,
+        source,
+    })
 }
 
 /// Whether asking again may get another answer: connection and timeout failures, a
@@ -555,6 +573,106 @@ fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_answer_never_echoes_a_token() {
+        let url = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+        for body in [
+            r#"{"access_token":"SECRET.at","refresh_token":"SECRET-rt","id_token":"SECRET-id","expires_in":"soon"}"#,
+            r#"{"access_token":"SECRET.at","expires_in":1.5}"#,
+            r#"{"token_type":"Bearer","access_token":"SECRET.at"}"#,
+            "access_token=SECRET.at&expires_in=x",
+        ] {
+            let e = parse_answer(url, 200, body.as_bytes(), None, 1000).unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        let e = parse_answer(url, 400, br#"{"access_token":"SECRET.at"}"#, None, 0).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("SECRET"), "{e}");
+    }
+
+    #[test]
+    fn server_text_is_escaped_and_bounded() {
+        let url = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+        let long = "A".repeat(20_000_000);
+        let body = format!(
+            r#"{{"error":"invalid_client\u001b[31m","error_description":"AADSTS700027: bad\u001b]0;owned\u0007 sig\u000d{long}","correlation_id":"c\u001b[2J\u000d\u000aX","trace_id":"t\u009b1m"}}"#
+        );
+        let e = parse_answer(url, 401, body.as_bytes(), None, 0).unwrap_err();
+        let text = e.to_string();
+        assert!(text.len() < 4000, "{} bytes shown", text.len());
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}"), "{text}");
+    }
+
+    #[test]
+    fn only_plain_bearer_tokens_are_accepted() {
+        let url = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+        for body in [
+            r#"{"access_token":"abc\nX-Injected: 1","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"abc def","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":12345,"token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":["a"],"token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"a=b","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"abc","token_type":"mac","expires_in":3599}"#,
+            r#"{"access_token":"abc","token_type":"Bearer","expires_in":3599,"refresh_token":7}"#,
+        ] {
+            assert!(
+                parse_answer(url, 200, body.as_bytes(), None, 0).is_err(),
+                "accepted {body}"
+            );
+        }
+        for body in [
+            r#"{"access_token":"eyJ0.eyJ1-_~+/.c2ln==","token_type":"bearer","expires_in":3599}"#,
+            r#"{"access_token":"abc","token_type":"Bearer","expires_in":"3599"}"#,
+        ] {
+            assert!(
+                parse_answer(url, 200, body.as_bytes(), None, 0).is_ok(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_arithmetic_never_overflows() {
+        let url = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+        let now = 1_700_000_000;
+        let at = |extra: &str| {
+            let body = format!(r#"{{"access_token":"abc","token_type":"Bearer",{extra}}}"#);
+            parse_answer(url, 200, body.as_bytes(), None, now)
+        };
+        for huge in [
+            format!(r#""expires_in":{}"#, i64::MAX),
+            format!(r#""expires_in":"{}""#, i64::MAX),
+            r#""expires_in":"99999999999999999999999999""#.to_string(),
+            format!(r#""expires_on":{}"#, i64::MAX),
+        ] {
+            let t = at(&huge).unwrap();
+            assert!(t.expires_on > now, "{huge}: {}", t.expires_on);
+            assert!(
+                t.expires_on <= now + crate::entra::token::MAX_LIFETIME,
+                "{huge}: {}",
+                t.expires_on
+            );
+        }
+        for bad in [
+            r#""expires_in":-5"#,
+            r#""expires_in":"-5""#,
+            r#""expires_in":3599.5"#,
+            r#""expires_in":"3599.0""#,
+            r#""expires_in":"+3599""#,
+            r#""expires_in":"""#,
+            r#""expires_in":null"#,
+            r#""expires_on":-1"#,
+            r#""expires_in":3599,"refresh_in":-1"#,
+        ] {
+            assert!(at(bad).is_err(), "accepted {bad}");
+        }
+    }
 
     #[test]
     fn retry_after_seconds_or_date() {

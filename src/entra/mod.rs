@@ -4,8 +4,8 @@
 //! it is posted — rustls with the aws-lc-rs provider, bounded Retry-After-aware retries
 //! ([`http`]) —, what Entra's error JSON means ([`error`], with a one-line hint per AADSTS
 //! code people meet), and the per-user access-token cache ([`cache`]). [`Client::acquire`]
-//! ties them together: cache lookup, a fresh signed assertion per attempt, the request,
-//! the cache write.
+//! ties them together: cache lookup, the per-key cache lock (one fetch for concurrent
+//! processes), a fresh signed assertion per attempt, the request, the cache write.
 
 pub mod authority;
 pub mod cache;
@@ -17,7 +17,7 @@ pub mod token;
 pub use authority::{
     endpoint, EndpointVersion, AUTHORITY_CHINA, AUTHORITY_PUBLIC, AUTHORITY_US_GOVERNMENT,
 };
-pub use cache::{Cache, CacheKey};
+pub use cache::{Cache, CacheError, CacheKey};
 pub use error::{hint, EntraError, Error};
 pub use http::{HttpClient, HttpOptions};
 pub use request::{Grant, Target, TokenRequest, CLIENT_ASSERTION_TYPE};
@@ -28,6 +28,10 @@ use crate::cert::Certificate;
 use crate::encoding::unix_now;
 use crate::signer::{Algorithm, Signer};
 use std::sync::OnceLock;
+
+/// How much longer than one request's timeout a process waits for another that is
+/// fetching the same token ([`Cache::lock`]).
+const LOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The certificate credential: a key behind a [`Signer`] and its certificate chain.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +58,9 @@ pub struct Outcome {
     pub cached: bool,
     /// HTTP requests sent (0 on a cache hit).
     pub attempts: u32,
-    /// Something the caller may want to show (the cache could not be written).
-    pub warning: Option<String>,
+    /// What the caller may want to show, once each: a cache entry or directory that was
+    /// not trusted, a cache that could not be written. Never fatal.
+    pub warnings: Vec<String>,
 }
 
 /// Gets tokens: one HTTP client (built on first use, so a cache hit never loads TLS
@@ -90,13 +95,18 @@ impl Client {
 
     /// Get a token for `request` with `credential`: from the cache when it holds one with
     /// more than five minutes left (client credentials only), else by posting the grant
-    /// with a freshly signed assertion per attempt; a new token is cached. A cache that
-    /// cannot be read or written is skipped, never fatal.
+    /// with a freshly signed assertion per attempt; a new token is cached. After a miss
+    /// the fetch runs under the key's cache lock ([`Cache::lock`]): concurrent processes
+    /// wanting the same token make one request, the others wait (at most the request
+    /// timeout and 5 s, then fetch themselves) and read its entry. A cache entry or
+    /// directory that is not to be trusted, or a cache that cannot be read or written, is
+    /// skipped with a line in [`Outcome::warnings`], never fatal.
     ///
     /// # Errors
     /// An endpoint the URL policy refuses ([`Error::Endpoint`]), a bad lifetime or client
     /// id or a signing failure ([`Error::Assertion`]), a network failure after the
-    /// retries, or Entra's refusal ([`Error::Entra`] with its AADSTS code).
+    /// retries, Entra's refusal ([`Error::Entra`] with its AADSTS code), or an answer
+    /// without a usable token ([`Error::BadToken`], [`Error::NotOAuth`]).
     pub fn acquire(
         &self,
         credential: &Credential<'_>,
@@ -107,14 +117,34 @@ impl Client {
             .first()
             .ok_or(Error::Assertion(assertion::Error::NoCertificate))?;
         let key = (request.cacheable()).then(|| request.cache_key(&leaf.thumbprint_hex()));
+        let mut warnings = Vec::new();
+        let cached = |token| Outcome {
+            token,
+            cached: true,
+            attempts: 0,
+            warnings: Vec::new(),
+        };
+        let mut _lock = None;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(token) = cache.get(key, unix_now()) {
-                return Ok(Outcome {
-                    token,
-                    cached: true,
-                    attempts: 0,
-                    warning: None,
-                });
+            match cache.get(key, unix_now()) {
+                Ok(Some(token)) => return Ok(cached(token)),
+                Ok(None) => {}
+                Err(e) => warnings.push(e.to_string()),
+            }
+            // One process fetches, the others wait for its entry: at most one request
+            // timeout and a margin, after which they fetch themselves.
+            match cache.lock(key, self.options.timeout + LOCK_MARGIN) {
+                Ok(Some(lock)) => {
+                    _lock = Some(lock);
+                    if let Ok(Some(token)) = cache.get(key, unix_now()) {
+                        let mut outcome = cached(token);
+                        outcome.warnings = warnings;
+                        return Ok(outcome);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if warnings.is_empty() => warnings.push(e.to_string()),
+                Err(_) => {}
             }
         }
         let params = Params {
@@ -135,21 +165,19 @@ impl Client {
             },
             unix_now,
         )?;
-        let mut warning = None;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             // A read-only or full disk must not cost the caller its token.
             if let Err(e) = cache.put(key, &token) {
-                warning = Some(format!(
-                    "token not cached in {}: {e}",
-                    cache.dir().display()
-                ));
+                if warnings.is_empty() {
+                    warnings.push(format!("token not cached: {e}"));
+                }
             }
         }
         Ok(Outcome {
             token,
             cached: false,
             attempts,
-            warning,
+            warnings,
         })
     }
 }

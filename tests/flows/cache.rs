@@ -92,3 +92,52 @@ fn cache_hit_sends_nothing_and_signs_nothing() {
         assert!(!text.contains(out.token.access_token.expose()));
     }
 }
+
+/// 12 cold `certassert token` processes for the same key and scope: one asks the server
+/// (the emulator holds its answer 500 ms so that all of them start while it waits), the
+/// others wait on the cache lock and read its entry.
+#[test]
+fn concurrent_cold_processes_make_one_request() {
+    use crate::common::emulator::{certassert, AppFiles, ChildEmulator};
+    use crate::common::{s, tempdir};
+    use crate::{CLIENT, GRAPH, TENANT};
+    const N: usize = 12;
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT);
+    let reg = format!("{CLIENT}={}", s(&app.cert));
+    let emu = ChildEmulator::start(&["--register", &reg, "--fault", "slow=500"]);
+    let cache = dir.path().join("cache");
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            certassert(&cache)
+                .args(["token", "--key", s(&app.key), "--cert", s(&app.cert)])
+                .args(["--tenant", TENANT, "--client-id", CLIENT])
+                .args(["--authority-host", &emu.url, "--scope", GRAPH])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    let posts = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/token")))
+        .count();
+    assert_eq!(posts, 1, "{N} cold processes, {posts} token requests");
+    assert!(tokens
+        .iter()
+        .all(|t| *t == tokens[0] && t.lines().count() == 1));
+}

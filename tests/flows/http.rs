@@ -45,7 +45,8 @@ fn throttling_and_unavailability_are_retried_a_bad_request_is_not() {
     let e = client.acquire(&cred, &req).unwrap_err();
     assert!(matches!(e, Error::NotOAuth { status: 503, .. }), "{e}");
     assert!(
-        e.to_string().contains("HTTP 503") && e.to_string().contains("Service Unavailable"),
+        // Not JSON: shown as its length and content type, never as text (it could hold a token).
+        e.to_string().contains("HTTP 503") && e.to_string().contains("bytes of text/html"),
         "{e}"
     );
     assert_eq!(running.requests().len(), 7);
@@ -87,7 +88,9 @@ fn a_slow_answer_times_out_and_is_retried_a_malformed_one_is_reported() {
     let before = running.requests().len();
     let e = client.acquire(&cred, &req).unwrap_err();
     assert!(matches!(e, Error::NotOAuth { status: 200, .. }), "{e}");
-    assert!(e.to_string().contains("{\"access_token\": \"trunc"), "{e}");
+    // A truncated body may hold the start of a token: only its length and type are shown.
+    let text = e.to_string();
+    assert!(!text.contains("trunc") && text.contains("bytes of "), "{e}");
     assert_eq!(running.requests().len(), before + 1);
 }
 

@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod errors;
 mod grants;
+mod hostile;
 mod http;
 
 use certassert::emulator::Running;
