@@ -139,9 +139,11 @@ impl Callbacks for NoCallbacks {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretError {
-    /// The source is not `env:VAR`, `file:PATH`, `/abs/path` or `prompt`.
-    #[error("secret source \"{0}\" is not understood: use env:VAR, file:PATH or prompt")]
-    BadSource(String),
+    /// The source is not `env:VAR`, `file:PATH`, `/abs/path` or `prompt`; the message says
+    /// what is wrong. The text is never kept: a value that is not a source may be the
+    /// secret itself, pasted in.
+    #[error("{0}")]
+    BadSource(&'static str),
     /// `env:VAR` names an unset variable.
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
@@ -177,13 +179,17 @@ impl std::str::FromStr for SecretSource {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(var) = s.strip_prefix("env:") {
             if var.is_empty() || var.contains('=') {
-                return Err(SecretError::BadSource(s.to_string()));
+                return Err(SecretError::BadSource(
+                    "the secret source env: needs a variable name (without '='): use env:VAR, file:PATH or prompt",
+                ));
             }
             return Ok(Self::Env(var.to_string()));
         }
         if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
-                return Err(SecretError::BadSource(s.to_string()));
+                return Err(SecretError::BadSource(
+                    "the secret source file: needs a path: use env:VAR, file:PATH or prompt",
+                ));
             }
             return Ok(Self::File(PathBuf::from(path)));
         }
@@ -194,7 +200,9 @@ impl std::str::FromStr for SecretSource {
         if s.starts_with('/') {
             return Ok(Self::File(PathBuf::from(s)));
         }
-        Err(SecretError::BadSource(s.to_string()))
+        Err(SecretError::BadSource(
+            "the secret source is not env:VAR, file:PATH, an absolute path or prompt (the value is not shown: it may be the secret itself)",
+        ))
     }
 }
 
@@ -297,6 +305,17 @@ mod tests {
         for bad in ["env:", "hunter2", "file:", "pass:x"] {
             let err = bad.parse::<SecretSource>().unwrap_err().to_string();
             assert!(err.contains("env:VAR"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_source_that_does_not_parse_is_never_echoed() {
+        // A PIN pasted where a source belongs is the secret itself.
+        for bad in ["Zq7canary", "env:Zq7canary=1", "pass:Zq7canary", "file"] {
+            let e = bad.parse::<SecretSource>().unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("Zq7canary"), "{bad}: {shown}");
+            assert!(shown.contains("env:VAR"), "{bad}: {shown}");
         }
     }
 
