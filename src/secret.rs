@@ -40,7 +40,7 @@ impl fmt::Debug for Secret {
 pub enum SecretSource {
     /// `env:VAR`
     Env(String),
-    /// `file:PATH` (the first line, without its line ending)
+    /// `file:PATH` (the first line, without its line ending; a regular file of at most 4 KiB)
     File(PathBuf),
     /// `prompt`: ask through the caller's [`Callbacks`] (the CLI: on the terminal, without echo)
     Prompt,
@@ -147,7 +147,8 @@ pub enum SecretError {
     /// `env:VAR` names an unset variable.
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
-    /// `file:PATH` cannot be read.
+    /// `file:PATH` cannot be read: missing, not a regular file, over
+    /// [`Limit::SECRET`](crate::input::Limit::SECRET) (4 KiB), or not UTF-8.
     #[error("cannot read secret file {path}: {source}")]
     FileRead {
         /// The file.
@@ -241,7 +242,11 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
         path: path.to_path_buf(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
+    // A directory, device or FIFO is refused before its mode is looked at.
+    let mode = crate::input::regular_file(path)
+        .map_err(err)?
+        .permissions()
+        .mode();
     // Owner-only, or group-readable for a service group; never other-readable or group-writable.
     if mode & 0o027 != 0 {
         return Err(SecretError::FileTooOpen {
@@ -249,7 +254,7 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
             mode: mode & 0o777,
         });
     }
-    let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(err)?);
+    let mut text = crate::input::read_text_file(path, crate::input::Limit::SECRET).map_err(err)?;
     let first_line_len = text.find(['\r', '\n']).unwrap_or(text.len());
     text.truncate(first_line_len);
     Ok(Secret::new(std::mem::take(&mut *text)))

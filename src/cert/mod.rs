@@ -196,10 +196,12 @@ impl Certificate {
     /// [`Error::NoCertificate`] when no block is a certificate, [`Error::Parse`] for a
     /// certificate that does not parse.
     pub fn load_chain(path: &Path) -> Result<Vec<Self>, Error> {
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let data = crate::input::read_file(path, crate::input::Limit::CERTIFICATE)
+            .map(|mut data| std::mem::take(&mut *data))
+            .map_err(|source| Error::Io {
+                path: path.into(),
+                source,
+            })?;
         let ders = if pem::is_pem(&data) {
             let blocks = pem::parse(&data).map_err(|source| Error::Pem {
                 path: path.into(),
