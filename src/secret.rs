@@ -361,6 +361,40 @@ mod tests {
     }
 
     #[test]
+    fn file_source_refuses_special_and_oversized_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'1'; 4097]).unwrap();
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for (path, says) in [
+            (
+                PathBuf::from("/dev/zero"),
+                "a character device, not a regular file",
+            ),
+            (dir.path().to_path_buf(), "a directory, not a regular file"),
+            (fifo, "a FIFO (named pipe), not a regular file"),
+            (big.clone(), "larger than 4 KiB"),
+        ] {
+            let err = SecretSource::File(path.clone())
+                .read(&pin(), &NoCallbacks)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{path:?}: {err}");
+        }
+        std::fs::write(&big, vec![b'1'; 4096]).unwrap();
+        let got = SecretSource::File(big).read(&pin(), &NoCallbacks).unwrap();
+        assert_eq!(got.expose().len(), 4096);
+    }
+
+    #[test]
     fn env_source_names_the_variable() {
         let err = SecretSource::Env("CERTASSERT_TEST_UNSET_VAR".into())
             .read(&pin(), &NoCallbacks)
