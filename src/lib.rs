@@ -17,6 +17,8 @@
 //! - [`keyref`] parses what names a key (every form, in every build) and [`secret`] what
 //!   unlocks it; secrets nobody configured are asked for through [`secret::Callbacks`],
 //!   never on the terminal by the library itself.
+//! - [`input`] reads every file and stream a user hands it: regular files only, each
+//!   within a documented size limit.
 //!
 //! Features: `pkcs11`, `tpm`, `cli` (the `certassert` command) and `emulator`, all on by
 //! default; with none, the crate is the library alone (software keys and token flows).
@@ -29,6 +31,7 @@ pub mod cert;
 pub mod emulator;
 pub mod encoding;
 pub mod entra;
+pub mod input;
 pub mod inspect;
 pub mod jws;
 pub mod keyref;

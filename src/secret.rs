@@ -40,7 +40,7 @@ impl fmt::Debug for Secret {
 pub enum SecretSource {
     /// `env:VAR`
     Env(String),
-    /// `file:PATH` (the first line, without its line ending)
+    /// `file:PATH` (the first line, without its line ending; a regular file of at most 4 KiB)
     File(PathBuf),
     /// `prompt`: ask through the caller's [`Callbacks`] (the CLI: on the terminal, without echo)
     Prompt,
@@ -139,13 +139,16 @@ impl Callbacks for NoCallbacks {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretError {
-    /// The source is not `env:VAR`, `file:PATH`, `/abs/path` or `prompt`.
-    #[error("secret source \"{0}\" is not understood: use env:VAR, file:PATH or prompt")]
-    BadSource(String),
+    /// The source is not `env:VAR`, `file:PATH`, `/abs/path` or `prompt`; the message says
+    /// what is wrong. The text is never kept: a value that is not a source may be the
+    /// secret itself, pasted in.
+    #[error("{0}")]
+    BadSource(&'static str),
     /// `env:VAR` names an unset variable.
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
-    /// `file:PATH` cannot be read.
+    /// `file:PATH` cannot be read: missing, not a regular file, over
+    /// [`Limit::SECRET`](crate::input::Limit::SECRET) (4 KiB), or not UTF-8.
     #[error("cannot read secret file {path}: {source}")]
     FileRead {
         /// The file.
@@ -177,13 +180,17 @@ impl std::str::FromStr for SecretSource {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(var) = s.strip_prefix("env:") {
             if var.is_empty() || var.contains('=') {
-                return Err(SecretError::BadSource(s.to_string()));
+                return Err(SecretError::BadSource(
+                    "the secret source env: needs a variable name (without '='): use env:VAR, file:PATH or prompt",
+                ));
             }
             return Ok(Self::Env(var.to_string()));
         }
         if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
-                return Err(SecretError::BadSource(s.to_string()));
+                return Err(SecretError::BadSource(
+                    "the secret source file: needs a path: use env:VAR, file:PATH or prompt",
+                ));
             }
             return Ok(Self::File(PathBuf::from(path)));
         }
@@ -194,7 +201,9 @@ impl std::str::FromStr for SecretSource {
         if s.starts_with('/') {
             return Ok(Self::File(PathBuf::from(s)));
         }
-        Err(SecretError::BadSource(s.to_string()))
+        Err(SecretError::BadSource(
+            "the secret source is not env:VAR, file:PATH, an absolute path or prompt (the value is not shown: it may be the secret itself)",
+        ))
     }
 }
 
@@ -233,7 +242,11 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
         path: path.to_path_buf(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
+    // A directory, device or FIFO is refused before its mode is looked at.
+    let mode = crate::input::regular_file(path)
+        .map_err(err)?
+        .permissions()
+        .mode();
     // Owner-only, or group-readable for a service group; never other-readable or group-writable.
     if mode & 0o027 != 0 {
         return Err(SecretError::FileTooOpen {
@@ -241,7 +254,7 @@ fn read_file(path: &Path) -> Result<Secret, SecretError> {
             mode: mode & 0o777,
         });
     }
-    let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(err)?);
+    let mut text = crate::input::read_text_file(path, crate::input::Limit::SECRET).map_err(err)?;
     let first_line_len = text.find(['\r', '\n']).unwrap_or(text.len());
     text.truncate(first_line_len);
     Ok(Secret::new(std::mem::take(&mut *text)))
@@ -301,6 +314,17 @@ mod tests {
     }
 
     #[test]
+    fn a_source_that_does_not_parse_is_never_echoed() {
+        // A PIN pasted where a source belongs is the secret itself.
+        for bad in ["Zq7canary", "env:Zq7canary=1", "pass:Zq7canary", "file"] {
+            let e = bad.parse::<SecretSource>().unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("Zq7canary"), "{bad}: {shown}");
+            assert!(shown.contains("env:VAR"), "{bad}: {shown}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_value() {
         assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "[redacted]");
         assert!(!format!("{:?}", SecretSource::Value("hunter2".into())).contains("hunter2"));
@@ -334,6 +358,40 @@ mod tests {
                 .to_string();
             assert!(err.contains("chmod 600"), "{mode:o}: {err}");
         }
+    }
+
+    #[test]
+    fn file_source_refuses_special_and_oversized_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'1'; 4097]).unwrap();
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for (path, says) in [
+            (
+                PathBuf::from("/dev/zero"),
+                "a character device, not a regular file",
+            ),
+            (dir.path().to_path_buf(), "a directory, not a regular file"),
+            (fifo, "a FIFO (named pipe), not a regular file"),
+            (big.clone(), "larger than 4 KiB"),
+        ] {
+            let err = SecretSource::File(path.clone())
+                .read(&pin(), &NoCallbacks)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{path:?}: {err}");
+        }
+        std::fs::write(&big, vec![b'1'; 4096]).unwrap();
+        let got = SecretSource::File(big).read(&pin(), &NoCallbacks).unwrap();
+        assert_eq!(got.expose().len(), 4096);
     }
 
     #[test]

@@ -196,10 +196,12 @@ impl Certificate {
     /// [`Error::NoCertificate`] when no block is a certificate, [`Error::Parse`] for a
     /// certificate that does not parse.
     pub fn load_chain(path: &Path) -> Result<Vec<Self>, Error> {
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let data = crate::input::read_file(path, crate::input::Limit::CERTIFICATE)
+            .map(|mut data| std::mem::take(&mut *data))
+            .map_err(|source| Error::Io {
+                path: path.into(),
+                source,
+            })?;
         let ders = if pem::is_pem(&data) {
             let blocks = pem::parse(&data).map_err(|source| Error::Pem {
                 path: path.into(),
@@ -286,9 +288,11 @@ impl Certificate {
         format_name(&self.parsed.issuer_name().into())
     }
 
-    /// Serial number, uppercase hex.
+    /// Serial number as openssl and the portal print it: uppercase hex of the DER
+    /// INTEGER's value, two digits a byte. A negative serial (the high bit set with no
+    /// leading zero byte, which some CAs issue) is a minus sign and its magnitude.
     pub fn serial_hex(&self) -> String {
-        hex(self.parsed.serial_number().as_unsigned_bytes_be(), true)
+        serial_text(self.parsed.serial_number().as_signed_bytes_be())
     }
 
     /// notBefore, seconds since the epoch.
@@ -451,4 +455,27 @@ fn unix_of(d: &picky::x509::date::UtcDate) -> i64 {
         + i64::from(d.hour()) * 3600
         + i64::from(d.minute()) * 60
         + i64::from(d.second())
+}
+
+/// The value of a DER INTEGER's two's-complement content octets as signed hex.
+fn serial_text(signed: &[u8]) -> String {
+    let negative = signed.first().is_some_and(|b| b & 0x80 != 0);
+    if !negative {
+        let start = signed
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(signed.len().saturating_sub(1));
+        return hex(signed.get(start..).unwrap_or_default(), true);
+    }
+    // The magnitude is the two's complement: invert, then add one.
+    let mut magnitude: Vec<u8> = signed.iter().map(|b| !b).collect();
+    for byte in magnitude.iter_mut().rev() {
+        let (sum, carry) = byte.overflowing_add(1);
+        *byte = sum;
+        if !carry {
+            break;
+        }
+    }
+    let start = magnitude.iter().position(|&b| b != 0).unwrap_or(0);
+    format!("-{}", hex(&magnitude[start..], true))
 }

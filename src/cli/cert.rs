@@ -75,7 +75,7 @@ pub struct CsrArgs {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Certificate file (PEM or DER) [env: CERTASSERT_CERT]
+    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     #[command(flatten)]
@@ -87,7 +87,7 @@ pub struct ShowArgs {
 
 #[derive(Args)]
 pub struct ManifestArgs {
-    /// Certificate file (PEM or DER) [env: CERTASSERT_CERT]
+    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     /// displayName of the credential (default: the certificate's subject)

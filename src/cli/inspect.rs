@@ -3,9 +3,9 @@
 use super::{print, Result};
 use certassert::cert::Certificate;
 use certassert::encoding::unix_now;
+use certassert::input::Limit;
 use certassert::inspect::{inspect, render, Expect};
 use clap::Args;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ Examples:
   certassert inspect eyJhbGciOi…
   certassert assertion … | certassert inspect --cert app.cert.pem -")]
 pub struct InspectArgs {
-    /// The JWT, or - (or nothing) to read it from standard input
+    /// The JWT, or - (or nothing) to read it from standard input (at most 64 KiB)
     jwt: Option<String>,
     /// Certificate registered with the app: check that x5t names it and the signature verifies
     #[arg(long, value_name = "PATH")]
@@ -39,14 +39,13 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     let jwt = match args.jwt.as_deref() {
         Some(text) if text != "-" => text.to_string(),
         _ => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
+            let text = certassert::input::read_stdin(Limit::TEXT)
+                .and_then(certassert::input::into_text)
                 .map_err(|e| format!("cannot read the JWT from standard input: {e}"))?;
             if text.trim().is_empty() {
                 return Err("no JWT given: pass it as an argument or on standard input".into());
             }
-            text
+            text.to_string()
         }
     };
     let cert = args

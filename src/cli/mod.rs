@@ -92,7 +92,7 @@ enum Command {
 /// `--key`, shared by every command that signs.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArg {
-    /// The key: a file path, file:PATH?password-source=…, pkcs11:…, piv:SLOT or tpm:…
+    /// The key: a file path (at most 1 MiB), file:PATH?password-source=…, pkcs11:…, piv:SLOT or tpm:…
     /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH]
     #[arg(long, value_name = "URI")]
     pub key: Option<String>,

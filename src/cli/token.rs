@@ -107,10 +107,12 @@ pub struct TokenArgs {
 fn secret(flag: &Option<String>, var: &str, name: &str) -> Result<Option<Secret>> {
     let value = match flag {
         Some(v) => match v.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("{name} @{path}: {e}"))?
-                .trim()
-                .to_string(),
+            Some(path) => {
+                certassert::input::read_text_file(path.as_ref(), certassert::input::Limit::TEXT)
+                    .map_err(|e| format!("{name} @{path}: {e}"))?
+                    .trim()
+                    .to_string()
+            }
             None => v.clone(),
         },
         None => match env(var) {

@@ -99,7 +99,8 @@ impl HttpClient {
                 path: path.display().to_string(),
                 detail,
             };
-            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let pem = crate::input::read_file(path, crate::input::Limit::CA_FILE)
+                .map_err(|e| fail(e.to_string()))?;
             for item in ureq::tls::parse_pem(&pem) {
                 if let PemItem::Certificate(cert) = item.map_err(|e| fail(e.to_string()))? {
                     extra_roots.push(cert);

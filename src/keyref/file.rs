@@ -2,7 +2,9 @@
 //! optional `?password-source=…` (or the discouraged `password-value=`) for encrypted
 //! PKCS#8 and PKCS#12 files. A plain path without `file:` is taken literally elsewhere.
 
-use super::{decode_text, parse_source, query_pairs, set_once, split_query, KeyRef, KeyRefError};
+use super::{
+    decode_text, parse_source, query_pairs, set_once, shown_name, split_query, KeyRef, KeyRefError,
+};
 use crate::secret::SecretSource;
 use std::path::PathBuf;
 
@@ -26,7 +28,7 @@ pub(super) fn parse(rest: &str) -> Result<KeyRef, KeyRefError> {
                 return Err(KeyRefError::UnknownAttribute {
                     reference,
                     part: "query",
-                    attr: other.to_string(),
+                    attr: shown_name(other),
                     known: "file: keys take password-source= or password-value=",
                 })
             }

@@ -49,7 +49,8 @@ pub enum KeyRefError {
     /// Nothing was given.
     #[error("the key reference is empty: give a key file path or a pkcs11:, piv: or tpm: URI")]
     Empty,
-    /// `scheme:…` with a scheme certassert does not know (and no such file).
+    /// `scheme:…` with a scheme certassert does not know (and no such file); the
+    /// reference is shown without its query.
     #[error(
         "key reference \"{0}\" has an unknown scheme: use a file path, file:PATH, pkcs11:…, piv:SLOT or tpm:…"
     )]
@@ -74,15 +75,14 @@ pub enum KeyRefError {
         /// The attribute, or "the PIN" / "the password" for a secret's two spellings.
         attr: String,
     },
-    /// `attr` is not `attribute=value`, or its value is not valid percent-encoding.
-    #[error("in key reference {reference}: {attr}: \"{text}\" is not valid percent-encoded UTF-8")]
+    /// `attr`'s value is not valid percent-encoding. The value is not kept: it may be a
+    /// secret (a `…-value=`, or a PIN pasted into a `…-source=`).
+    #[error("in key reference {reference}: {attr}: not valid percent-encoded UTF-8 (write a % as %25 and any other byte as %XX)")]
     BadPercent {
         /// The reference, without its query.
         reference: String,
-        /// The attribute.
+        /// The attribute (as much of its name as looks like one).
         attr: String,
-        /// The value as written (never a secret's value).
-        text: String,
     },
     /// A `…-source=` attribute names no source certassert knows.
     #[error("in key reference {reference}: {attr}: {source}")]
@@ -129,7 +129,7 @@ impl std::str::FromStr for KeyRef {
             return file::parse(rest);
         }
         if has_scheme(s) && !std::path::Path::new(s).exists() {
-            return Err(KeyRefError::UnknownScheme(s.to_string()));
+            return Err(KeyRefError::UnknownScheme(without_query(s)));
         }
         // A plain path is taken literally: '?' and '%' are legal in file names.
         Ok(Self::File {
@@ -208,9 +208,48 @@ fn has_scheme(s: &str) -> bool {
     }
 }
 
-/// The reference without its query, for messages (the query may carry a secret).
+/// The reference without its query, for messages (the query may carry a secret); a
+/// `…-value=` or `…-source=` written in the path shows as `name=[redacted]`, and a part
+/// that is not `attribute=value` only as far as it looks like an attribute name.
 fn without_query(reference: &str) -> String {
-    reference.split('?').next().unwrap_or_default().to_string()
+    let path = reference.split('?').next().unwrap_or_default();
+    // Only the RFC 7512 and tpm: forms have attributes in their path.
+    let Some((scheme, attributes)) = ["pkcs11:", "tpm:"]
+        .iter()
+        .find_map(|scheme| Some((*scheme, path.strip_prefix(scheme)?)))
+    else {
+        return path.to_string();
+    };
+    let shown: Vec<String> = attributes
+        .split(';')
+        .map(|part| match part.split_once('=') {
+            Some((name, _)) if is_secret_attribute(name) => {
+                format!("{}=[redacted]", shown_name(name))
+            }
+            Some(_) => part.to_string(),
+            None => shown_name(part),
+        })
+        .collect();
+    format!("{scheme}{}", shown.join(";"))
+}
+
+/// Whether an attribute carries a secret or names where one comes from (whose value may
+/// be the secret itself, pasted in the wrong place).
+fn is_secret_attribute(name: &str) -> bool {
+    name.ends_with("-value") || name.ends_with("-source")
+}
+
+/// An attribute name as written, up to the first character no attribute name has
+/// (`pin-value:1234` shows as `pin-value…`): what follows may be a secret.
+fn shown_name(name: &str) -> String {
+    let end = name
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .unwrap_or(name.len());
+    if end == name.len() {
+        name.to_string()
+    } else {
+        format!("{}…", &name[..end])
+    }
 }
 
 /// `path` and the optional query after `?`.
@@ -249,12 +288,10 @@ fn decode_text(reference: &str, attr: &str, raw: &str) -> Result<String, KeyRefE
         .and_then(|v| String::from_utf8(v).ok())
         .ok_or_else(|| KeyRefError::BadPercent {
             reference: without_query(reference),
-            attr: attr.to_string(),
-            // A secret's value is never echoed, even when malformed.
-            text: if attr.ends_with("-value") {
-                "[redacted]".into()
+            attr: if attr == "the path" {
+                attr.to_string()
             } else {
-                raw.to_string()
+                shown_name(attr)
             },
         })
 }
@@ -409,6 +446,54 @@ mod tests {
         ));
         assert!(parse("tpm:").is_err());
         assert!(parse("piv:9b").is_err());
+    }
+
+    /// A secret-bearing attribute's value (any `…-value=`, a `…-source=` that does not
+    /// parse as a source: it may be the secret itself pasted in) never appears in an
+    /// error's Display, its causes or its Debug, wherever in the reference it is written.
+    #[test]
+    fn no_error_echoes_a_secret() {
+        const C: &str = "Zq7canary";
+        let cases = [
+            format!("pkcs11:object=a?pin-value=12%3{C}%3"),
+            format!("pkcs11:object=a?pin-source={C}"),
+            format!("pkcs11:object=a?pin-source=12{C}%3"),
+            format!("pkcs11:object=a?pin-source=env:A&pin-value={C}"),
+            format!("pkcs11:object=a;pin-value={C}"),
+            format!("pkcs11:object=a;pin-source={C}"),
+            format!("pkcs11:object=a?pin-value:{C}"),
+            format!("pkcs11:object=a?pin_value={C}%zz"),
+            format!("pkcs11:object=a;pin-value:{C}"),
+            format!("piv:9c?pin-source={C}"),
+            format!("file:a.pfx?password-source={C}"),
+            format!("file:a.pfx?password-value={C}%zz"),
+            format!("file:a.pfx?password-source={C}%"),
+            format!("tpm:handle=0x81000001?auth-source={C}"),
+            format!("tpm:handle=0x81000001?auth-value={C}%x"),
+            format!("tpm:handle=0x81000001?parent-auth-source={C}"),
+            format!("tpm:handle=0x81000001;auth-value={C}"),
+            format!("tpm:handle=0x81000001?bogus=1&auth-value={C}"),
+            format!("pkcs12:x.p12?password-value={C}"),
+        ];
+        for reference in cases {
+            let e = parse(&reference).unwrap_err();
+            let mut shown = format!("{e}\n{e:?}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                shown.push_str(&format!("\n{c}\n{c:?}"));
+                cause = c.source();
+            }
+            assert!(!shown.contains(C), "{reference}: {shown}");
+        }
+        // The message still names the attribute and what a valid value looks like.
+        let e = parse(&format!("pkcs11:object=a?pin-source={C}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pin-source") && e.contains("env:VAR"), "{e}");
+        let e = parse(&format!("pkcs11:object=a?pin-value=1{C}%3"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pin-value") && e.contains("%XX"), "{e}");
     }
 
     #[test]

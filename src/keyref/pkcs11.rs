@@ -4,8 +4,8 @@
 //! [`piv_slot`](Pkcs11Uri::piv_slot) set. Parsing only: nothing here loads a module.
 
 use super::{
-    decode_text, escape, parse_source, percent_decode, query_pairs, set_once, split_query,
-    without_query, KeyRefError,
+    decode_text, escape, parse_source, percent_decode, query_pairs, set_once, shown_name,
+    split_query, without_query, KeyRefError,
 };
 use crate::secret::SecretSource;
 use std::fmt;
@@ -98,9 +98,12 @@ impl Pkcs11Uri {
         let (path, query) = split_query(rest);
         let mut out = Self::default();
         for pair in path.split(';').filter(|p| !p.is_empty()) {
-            let (attr, raw) = pair
-                .split_once('=')
-                .ok_or_else(|| bad(uri, &format!("\"{pair}\" is not attribute=value")))?;
+            let (attr, raw) = pair.split_once('=').ok_or_else(|| {
+                bad(
+                    uri,
+                    &format!("\"{}\" is not attribute=value", shown_name(pair)),
+                )
+            })?;
             let value = || decode_text(uri, attr, raw);
             match attr {
                 "token" => set_once(uri, attr, &mut out.token, value()?)?,
@@ -147,7 +150,7 @@ impl Pkcs11Uri {
                     return Err(KeyRefError::UnknownAttribute {
                         reference: without_query(uri),
                         part: "path",
-                        attr: other.to_string(),
+                        attr: shown_name(other),
                         known:
                             "known: token, manufacturer, serial, model, slot-id, object, id, type",
                     })
@@ -212,7 +215,7 @@ impl Pkcs11Uri {
                     return Err(KeyRefError::UnknownAttribute {
                         reference: without_query(uri),
                         part: "query",
-                        attr: other.to_string(),
+                        attr: shown_name(other),
                         known: "known: module-path, module-name, pin-source, pin-value",
                     })
                 }

@@ -3,8 +3,8 @@
 //! `?tcti=…&auth-source=…&parent-auth-source=…`. Parsing only; nothing here talks to a TPM.
 
 use super::{
-    decode_text, escape, parse_source, query_pairs, set_once, split_query, without_query,
-    KeyRefError,
+    decode_text, escape, parse_source, query_pairs, set_once, shown_name, split_query,
+    without_query, KeyRefError,
 };
 use crate::secret::SecretSource;
 use std::fmt;
@@ -79,7 +79,7 @@ impl TpmUri {
                     return Err(KeyRefError::UnknownAttribute {
                         reference: without_query(uri),
                         part: "path",
-                        attr: other.to_string(),
+                        attr: shown_name(other),
                         known: "use tpm:handle=0x81… or tpm:key=PATH",
                     })
                 }
@@ -120,7 +120,7 @@ impl TpmUri {
                     return Err(KeyRefError::UnknownAttribute {
                         reference: without_query(uri),
                         part: "query",
-                        attr: other.to_string(),
+                        attr: shown_name(other),
                         known: "known: tcti=, auth-source=, parent-auth-source=",
                     })
                 }

@@ -37,6 +37,7 @@ mod assertion;
 mod cases;
 mod certs;
 mod errors;
+mod inputs;
 mod inspect;
 
 use std::path::{Path, PathBuf};

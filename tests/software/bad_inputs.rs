@@ -296,3 +296,64 @@ fn legacy_encrypted_pem_suggests_pkcs8() {
         assert_contains(&e, &["legacy", "openssl pkcs8 -topk8"]);
     }
 }
+
+/// A key or certificate "file" that is a device, a directory or a FIFO is refused without
+/// reading (or blocking), and one over 1 MiB without reading past the limit; the refusal
+/// is typed (`certassert::input::refusal`) inside the usual `Io` variants.
+#[test]
+fn special_and_oversized_files_are_refused_typed() {
+    use certassert::cert::{self, Certificate};
+    use certassert::input::{refusal, FileKind, Limit, Refused};
+    let dir = tempdir();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = write(dir.path(), "big.pem", vec![b'a'; 1024 * 1024 + 1]);
+    let cases = [
+        (
+            std::path::Path::new("/dev/zero"),
+            Refused::NotRegular {
+                kind: FileKind::CharDevice,
+            },
+        ),
+        (
+            dir.path(),
+            Refused::NotRegular {
+                kind: FileKind::Directory,
+            },
+        ),
+        (
+            fifo.as_path(),
+            Refused::NotRegular {
+                kind: FileKind::Fifo,
+            },
+        ),
+    ];
+    for (path, expected) in cases {
+        let e = load_err(path);
+        match &e {
+            signer::Error::Io { source, .. } => assert_eq!(refusal(source), Some(&expected)),
+            other => panic!("{path:?}: {other:?}"),
+        }
+        match Certificate::load_chain(path).unwrap_err() {
+            cert::Error::Io { source, .. } => assert_eq!(refusal(&source), Some(&expected)),
+            other => panic!("{path:?}: {other:?}"),
+        }
+    }
+    let e = load_err(&big);
+    assert_contains(&e, &[s(&big), "larger than 1 MiB"]);
+    match &e {
+        signer::Error::Io { source, .. } => assert_eq!(
+            refusal(source),
+            Some(&Refused::TooLarge {
+                limit: Limit::KEY_FILE
+            })
+        ),
+        other => panic!("{other:?}"),
+    }
+    let e = Certificate::load_chain(&big).unwrap_err();
+    assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
+}

@@ -147,3 +147,46 @@ fn thumbprints_of_an_openssl_certificate_match_openssl() {
         openssl_fingerprint(&ca, "sha1").0
     );
 }
+
+/// A serial whose DER INTEGER is negative (the high bit set with no leading zero, as some
+/// CAs issue) prints as openssl prints it: a minus sign and the magnitude in hex. Positive
+/// serials with the high bit set (a leading zero byte in DER) and small ones print as
+/// openssl prints them too.
+#[test]
+fn serials_print_as_openssl_prints_them() {
+    let dir = tempdir();
+    let key = genrsa(dir.path(), "k.pem", 2048);
+    for (i, serial) in [
+        "-0x8a0102",
+        "-0x80",
+        "-0x01",
+        "-0x7f00ff",
+        "-0x100",
+        "0x80ff",
+        "0x01",
+        "0x7fff",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("c{i}.pem"));
+        common::openssl(&[
+            "req",
+            "-x509",
+            "-key",
+            s(&key),
+            "-out",
+            s(&path),
+            "-subj",
+            "/CN=serial",
+            "-days",
+            "1",
+            "-set_serial",
+            serial,
+        ]);
+        let printed = common::openssl_stdout(&["x509", "-in", s(&path), "-noout", "-serial"]);
+        let expected = printed.trim().strip_prefix("serial=").expect("serial=…");
+        let cert = &Certificate::load_chain(&path).unwrap()[0];
+        assert_eq!(cert.serial_hex(), expected, "serial {serial}");
+    }
+}

@@ -5,6 +5,7 @@
 //! file and what to do; an EC, Ed25519 or undersized key is refused here, before any
 //! crypto library sees it. Every buffer that held private material is zeroized.
 
+use crate::input::Limit;
 use crate::public_key::{self, pem, KeyAlgorithm};
 use crate::secret::{Callbacks, Secret, SecretKind, SecretRequest, SecretSource};
 use crate::signer::Error;
@@ -43,10 +44,10 @@ pub(super) fn read(
     password: Option<&SecretSource>,
     callbacks: &dyn Callbacks,
 ) -> Result<KeyMaterial, Error> {
-    let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
+    let data = crate::input::read_file(path, Limit::KEY_FILE).map_err(|source| Error::Io {
         path: path.into(),
         source,
-    })?);
+    })?;
     Loader {
         path,
         password,

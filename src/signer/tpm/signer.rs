@@ -134,10 +134,12 @@ impl TpmSigner {
         };
         let file = match (&uri.key, &setup) {
             (KeyLocation::File(path), Setup::Open) => {
-                let data = std::fs::read(path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let data = crate::input::read_file(path, crate::input::Limit::KEY_FILE).map_err(
+                    |source| Error::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                )?;
                 let tss = TssKey::from_file_bytes(&data).map_err(|e| Error::Format {
                     path: path.clone(),
                     detail: e.to_string(),
