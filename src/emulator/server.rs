@@ -112,7 +112,6 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         return json(200, &serde_json::to_value(log).unwrap_or_default());
     }
     let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
-    let host = header("host").unwrap_or_default().to_string();
     let content_type = header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
@@ -165,7 +164,6 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
                 state,
                 &method,
                 &path,
-                &host,
                 &content_type,
                 &form,
                 &correlation_id,
@@ -183,7 +181,6 @@ fn route(
     state: &State,
     method: &str,
     path: &str,
-    host: &str,
     content_type: &str,
     form: &[(String, String)],
     correlation_id: &str,
@@ -198,12 +195,10 @@ fn route(
     if method != "POST" {
         return answer(405, "text/plain", b"use POST".to_vec());
     }
-    let scheme = if state.base_url.starts_with("https") {
-        "https"
-    } else {
-        "http"
-    };
-    let audience = format!("{scheme}://{host}{path}");
+    // The endpoint as this emulator publishes it (its own scheme, address and port),
+    // never what the client's `Host` header claims: a request for another server's
+    // endpoint carrying that server's name in `Host` must not pass.
+    let audience = format!("{}{path}", state.base_url);
     let result = if content_type.starts_with("application/x-www-form-urlencoded") {
         grants::token(state, tenant, v1, &audience, form)
     } else {
