@@ -376,7 +376,7 @@ impl Lint {
                 }
                 None => None,
                 Some(v) => match v.as_i64() {
-                    Some(t) if t > rules::MILLISECONDS_ABOVE => {
+                    Some(t) if rules::is_milliseconds(t) => {
                         self.error(700024, format!("{name} {t} looks like milliseconds; JWT times are seconds since 1970"));
                         None
                     }
@@ -420,7 +420,7 @@ impl Lint {
         }
         let start = nbf.or(iat);
         if let (Some(start), Some(exp)) = (start, exp) {
-            if exp <= start {
+            if rules::never_valid(start, exp) {
                 self.error(
                     700024,
                     format!(
@@ -470,7 +470,7 @@ pub fn render(report: &Report) -> String {
             .claims
             .get(name)
             .and_then(Value::as_i64)
-            .filter(|t| *t < rules::MILLISECONDS_ABOVE)
+            .filter(|t| !rules::is_milliseconds(*t))
         {
             let _ = writeln!(out, "  {name:<4} = {}", rfc3339(t));
         }

@@ -146,3 +146,36 @@ fn aud_is_compared_with_the_emulators_own_address_not_the_host_header() {
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string(), "{body}");
 }
+
+#[test]
+fn impossible_or_non_integer_times_are_refused_with_700024() {
+    let f = Fixture::new(config());
+    let aud = f.endpoint();
+    let now = common::now();
+    let cases = [
+        ("exp before nbf", json!({"nbf": now, "iat": now, "exp": now - 60})),
+        ("exp equal to nbf", json!({"nbf": now, "iat": now, "exp": now})),
+        ("exp in milliseconds", json!({"nbf": now, "iat": now, "exp": (now + 600) * 1000})),
+        ("nbf in milliseconds", json!({"nbf": now * 1000, "iat": now, "exp": now + 600})),
+        ("exp a float", json!({"nbf": now, "iat": now, "exp": (now + 600) as f64 + 0.5})),
+        ("exp a string", json!({"nbf": now, "iat": now, "exp": (now + 600).to_string()})),
+        ("nbf a float", json!({"nbf": now as f64 + 0.5, "iat": now, "exp": now + 600})),
+        ("iat a string", json!({"nbf": now, "iat": now.to_string(), "exp": now + 600})),
+        ("iat a float", json!({"nbf": now, "iat": now as f64 + 0.5, "exp": now + 600})),
+    ];
+    for (what, times) in cases {
+        let mut claims = f.claims(&aud);
+        for (k, v) in times.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let (status, body) = f.post(&f.sign(&f.header(), &claims), None);
+        assert_eq!((status, code(&body)), (401, 700024), "{what}: {body}");
+        assert!(
+            description(&body).starts_with("AADSTS700024: Client assertion is not within its valid time range."),
+            "{what}: {body}"
+        );
+    }
+    // The good window still passes.
+    let (status, body) = f.post(&f.sign(&f.header(), &f.claims(&aud)), None);
+    assert_eq!(status, 200, "{body}");
+}
