@@ -36,6 +36,21 @@ pub(crate) fn client_assertion(
             "Invalid JWT token. The token is not in JWS compact serialization format (three strict base64url parts of JSON objects).".into(),
         )
     })?;
+    // A repeated key is read differently by different parsers: a strict one refuses it.
+    if let Some(dup) = jws.duplicate_keys.first() {
+        let within = if dup.pointer.is_empty() {
+            String::new()
+        } else {
+            format!(" in '{}'", dup.pointer)
+        };
+        return Err(invalid_client(
+            50027,
+            format!(
+                "Invalid JWT token. The token {} repeats the key '{}'{within}; each key may appear once.",
+                dup.part, dup.key
+            ),
+        ));
+    }
     let named = jws.header.get("alg").and_then(Value::as_str);
     let Some(alg) = named.and_then(rules::algorithm) else {
         let supported: Vec<&str> = rules::ALGORITHMS.iter().map(|a| a.as_str()).collect();

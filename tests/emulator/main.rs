@@ -16,7 +16,7 @@ use common::{b64url, tempdir, CLIENT_ID};
 use serde_json::{json, Value};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -64,7 +64,11 @@ impl Fixture {
 
     /// Sign the JSON texts `header` and `claims` as they are (RS256).
     fn sign_text(&self, header: &str, claims: &str) -> String {
-        let input = format!("{}.{}", b64url(header.as_bytes()), b64url(claims.as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(claims.as_bytes())
+        );
         let sig = self
             .signer
             .sign(Algorithm::Rs256, input.as_bytes())
@@ -153,15 +157,42 @@ fn impossible_or_non_integer_times_are_refused_with_700024() {
     let aud = f.endpoint();
     let now = common::now();
     let cases = [
-        ("exp before nbf", json!({"nbf": now, "iat": now, "exp": now - 60})),
-        ("exp equal to nbf", json!({"nbf": now, "iat": now, "exp": now})),
-        ("exp in milliseconds", json!({"nbf": now, "iat": now, "exp": (now + 600) * 1000})),
-        ("nbf in milliseconds", json!({"nbf": now * 1000, "iat": now, "exp": now + 600})),
-        ("exp a float", json!({"nbf": now, "iat": now, "exp": (now + 600) as f64 + 0.5})),
-        ("exp a string", json!({"nbf": now, "iat": now, "exp": (now + 600).to_string()})),
-        ("nbf a float", json!({"nbf": now as f64 + 0.5, "iat": now, "exp": now + 600})),
-        ("iat a string", json!({"nbf": now, "iat": now.to_string(), "exp": now + 600})),
-        ("iat a float", json!({"nbf": now, "iat": now as f64 + 0.5, "exp": now + 600})),
+        (
+            "exp before nbf",
+            json!({"nbf": now, "iat": now, "exp": now - 60}),
+        ),
+        (
+            "exp equal to nbf",
+            json!({"nbf": now, "iat": now, "exp": now}),
+        ),
+        (
+            "exp in milliseconds",
+            json!({"nbf": now, "iat": now, "exp": (now + 600) * 1000}),
+        ),
+        (
+            "nbf in milliseconds",
+            json!({"nbf": now * 1000, "iat": now, "exp": now + 600}),
+        ),
+        (
+            "exp a float",
+            json!({"nbf": now, "iat": now, "exp": (now + 600) as f64 + 0.5}),
+        ),
+        (
+            "exp a string",
+            json!({"nbf": now, "iat": now, "exp": (now + 600).to_string()}),
+        ),
+        (
+            "nbf a float",
+            json!({"nbf": now as f64 + 0.5, "iat": now, "exp": now + 600}),
+        ),
+        (
+            "iat a string",
+            json!({"nbf": now, "iat": now.to_string(), "exp": now + 600}),
+        ),
+        (
+            "iat a float",
+            json!({"nbf": now, "iat": now as f64 + 0.5, "exp": now + 600}),
+        ),
     ];
     for (what, times) in cases {
         let mut claims = f.claims(&aud);
@@ -171,11 +202,34 @@ fn impossible_or_non_integer_times_are_refused_with_700024() {
         let (status, body) = f.post(&f.sign(&f.header(), &claims), None);
         assert_eq!((status, code(&body)), (401, 700024), "{what}: {body}");
         assert!(
-            description(&body).starts_with("AADSTS700024: Client assertion is not within its valid time range."),
+            description(&body)
+                .starts_with("AADSTS700024: Client assertion is not within its valid time range."),
             "{what}: {body}"
         );
     }
     // The good window still passes.
     let (status, body) = f.post(&f.sign(&f.header(), &f.claims(&aud)), None);
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn duplicate_keys_in_header_or_claims_are_refused() {
+    let f = Fixture::new(config());
+    let aud = f.endpoint();
+    let claims = f.claims(&aud).to_string();
+    let header = f.header().to_string();
+    // {"alg":"none",…,"alg":"RS256"}: a last-wins parser sees RS256.
+    let dup_header = format!("{{\"alg\":\"none\",{}", &header[1..]);
+    let (status, body) = f.post(&f.sign_text(&dup_header, &claims), None);
+    assert_eq!((status, code(&body)), (401, 50027), "{body}");
+    assert!(description(&body).contains("'alg'"), "{body}");
+    // A repeated claim, and one repeated deeper down.
+    let dup_claims = format!("{{\"sub\":\"someone-else\",{}", &claims[1..]);
+    let (status, body) = f.post(&f.sign_text(&header, &dup_claims), None);
+    assert_eq!((status, code(&body)), (401, 50027), "{body}");
+    assert!(description(&body).contains("'sub'"), "{body}");
+    let nested = format!("{{\"cnf\":{{\"kid\":\"a\",\"kid\":\"b\"}},{}", &claims[1..]);
+    let (status, body) = f.post(&f.sign_text(&header, &nested), None);
+    assert_eq!((status, code(&body)), (401, 50027), "{body}");
+    assert!(description(&body).contains("'kid'"), "{body}");
 }
