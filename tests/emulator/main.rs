@@ -6,7 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-// mod connections;
+mod connections;
 
 use certassert::emulator::{self, Config, Running};
 use certassert::entra::CLIENT_ASSERTION_TYPE;
