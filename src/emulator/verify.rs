@@ -3,7 +3,8 @@
 //! certificates registered for the app (never from `jwk`, `jku` or `x5c`), only RS256
 //! and PS256 (salt 32) are accepted, `crit` is refused, base64url is strict, `aud` is one
 //! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` integer
-//! seconds (not milliseconds) within five minutes of skew with `exp` after `nbf`, and a `jti` is accepted once.
+//! seconds (not milliseconds) within five minutes of skew with `exp` after `nbf`, no
+//! JSON key repeated, and a `jti` is accepted once.
 
 use super::config::App;
 use super::state::Refusal;
@@ -169,7 +170,8 @@ fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
             ))),
             Some(t) => Ok(Some(t)),
             None => Err(out_of_range(format!(
-                "{name} must be an integer NumericDate (seconds since 1970), found {v}."
+                "{name} must be an integer NumericDate (seconds since 1970), found {}.",
+                jws::kind(v)
             ))),
         }
     };
