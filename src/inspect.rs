@@ -85,8 +85,16 @@ pub fn inspect(jwt: &str, expect: &Expect<'_>) -> Result<Report, Error> {
         claims,
         signing_input,
         signature,
+        duplicate_keys,
+        ..
     } = jws::decode(jwt.trim())?;
     let mut lint = Lint::default();
+    for dup in duplicate_keys {
+        lint.error(
+            50027,
+            format!("{dup}: parsers disagree on which value counts (most keep the last, some the first) and a strict one refuses the token; write each key once"),
+        );
+    }
     let alg = lint.algorithm(&header);
     lint.thumbprints(&header, expect.cert);
     lint.header_extras(&header);
@@ -376,7 +384,7 @@ impl Lint {
                 }
                 None => None,
                 Some(v) => match v.as_i64() {
-                    Some(t) if t > rules::MILLISECONDS_ABOVE => {
+                    Some(t) if rules::is_milliseconds(t) => {
                         self.error(700024, format!("{name} {t} looks like milliseconds; JWT times are seconds since 1970"));
                         None
                     }
@@ -420,7 +428,7 @@ impl Lint {
         }
         let start = nbf.or(iat);
         if let (Some(start), Some(exp)) = (start, exp) {
-            if exp <= start {
+            if rules::never_valid(start, exp) {
                 self.error(
                     700024,
                     format!(
@@ -470,7 +478,7 @@ pub fn render(report: &Report) -> String {
             .claims
             .get(name)
             .and_then(Value::as_i64)
-            .filter(|t| *t < rules::MILLISECONDS_ABOVE)
+            .filter(|t| !rules::is_milliseconds(*t))
         {
             let _ = writeln!(out, "  {name:<4} = {}", rfc3339(t));
         }
@@ -668,6 +676,54 @@ mod tests {
             let h = json!({"alg": alg, "typ": "JWT", "x5t": "hOBcHZi846VCHSJbFAs26Go9VTQ"});
             assert_eq!(codes(h, good_claims()), vec![Some(5002738)], "{alg}");
         }
+    }
+
+    /// A JWT whose header and claims are the JSON texts given, as they are.
+    fn raw_jwt(header: &str, claims: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64url(header.as_bytes()),
+            b64url(claims.as_bytes()),
+            b64url(b"sig")
+        )
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_naming_the_key() {
+        let expect = Expect {
+            now: NOW,
+            ..Default::default()
+        };
+        let claims = good_claims().to_string();
+        // A last-wins parser sees RS256 and nothing else wrong.
+        let h = r#"{"alg":"none","typ":"JWT","x5t":"hOBcHZi846VCHSJbFAs26Go9VTQ","alg":"RS256"}"#;
+        let r = inspect(&raw_jwt(h, &claims), &expect).unwrap();
+        assert!(r.has_errors(), "{}", render(&r));
+        let text = render(&r);
+        assert!(
+            text.contains("error AADSTS50027: the JWT header repeats the key \"alg\""),
+            "{text}"
+        );
+        // In the claims, and at depth (the object's JSON Pointer is named).
+        let c = format!(
+            r#"{{"cnf":{{"jwk":{{"kty":"RSA","kty":"oct"}}}},{}"#,
+            &claims[1..]
+        );
+        let c = c.replacen(r#""iss""#, r#""sub":"x","iss""#, 1);
+        let h = r#"{"alg":"RS256","typ":"JWT","x5t":"hOBcHZi846VCHSJbFAs26Go9VTQ"}"#;
+        let text = render(&inspect(&raw_jwt(h, &c), &expect).unwrap());
+        assert!(
+            text.contains("the JWT payload repeats the key \"kty\" in /cnf/jwk"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the JWT payload repeats the key \"sub\""),
+            "{text}"
+        );
+        // The same keys in different objects are no duplicates.
+        let c = format!(r#"{{"a":{{"x":1}},"b":{{"x":1}},{}"#, &claims[1..]);
+        let r = inspect(&raw_jwt(h, &c), &expect).unwrap();
+        assert!(r.findings.is_empty(), "{}", render(&r));
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub fn not_yet_valid(nbf: i64, now: i64) -> bool {
     nbf > now + CLOCK_SKEW
 }
 
+/// Whether a NumericDate `t` is milliseconds, not seconds (above [`MILLISECONDS_ABOVE`]).
+pub fn is_milliseconds(t: i64) -> bool {
+    t > MILLISECONDS_ABOVE
+}
+
+/// Whether a validity window from `start` (`nbf`, or `iat` without one) to `exp` never
+/// opens: `exp` is not after `start`. Entra answers AADSTS700024.
+pub fn never_valid(start: i64, exp: i64) -> bool {
+    exp <= start
+}
+
 /// Which digest of the certificate's DER a thumbprint header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Digest {
@@ -138,6 +149,8 @@ mod tests {
         assert!(!is_multi_tenant("contoso.onmicrosoft.com"));
         assert!(!expired(1000, 1300) && expired(1000, 1301));
         assert!(!not_yet_valid(1300, 1000) && not_yet_valid(1301, 1000));
+        assert!(!is_milliseconds(MILLISECONDS_ABOVE) && is_milliseconds(1_700_000_000_000));
+        assert!(never_valid(1000, 1000) && never_valid(1000, 999) && !never_valid(1000, 1001));
         assert_eq!(Thumbprint::for_alg(Algorithm::Rs256), X5T);
         assert_eq!(Thumbprint::for_alg(Algorithm::Ps256), X5T_S256);
         assert_eq!(THUMBPRINTS.map(|t| t.header), ["x5t#S256", "x5t"]);

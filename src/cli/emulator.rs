@@ -94,6 +94,7 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
         faults: args.fault.clone(),
         tls: args.tls,
         token_lifetime: args.token_lifetime,
+        ..Config::default()
     })
 }
 

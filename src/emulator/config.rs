@@ -108,6 +108,19 @@ pub struct Config {
     /// Access-token lifetime in seconds (Entra: about an hour). At two hours or more the
     /// answer carries `refresh_in` (half the lifetime), as Entra's does.
     pub token_lifetime: i64,
+    /// How long a client has to send a whole request head (request line and headers),
+    /// counted from when the emulator starts waiting for it: when the connection opens
+    /// (and its TLS handshake, with `tls`, must finish within it too) and, on a kept-alive
+    /// connection, from the previous answer, so it is also the idle keep-alive timeout.
+    /// A slow or silent client is disconnected when it passes. Default 10 s.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body once its head is in; past
+    /// it the answer is 408 and the connection is closed. Default 10 s.
+    pub body_timeout: Duration,
+    /// The most connections served at once. Beyond it new connections wait (in the
+    /// listen backlog) until one closes; the timeouts above bound how long that is.
+    /// Default 256.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -121,6 +134,9 @@ impl Default for Config {
             faults: Vec::new(),
             tls: false,
             token_lifetime: 3599,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }

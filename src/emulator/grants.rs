@@ -271,7 +271,9 @@ fn verify_user_assertion(
 ) -> Result<String, Refusal> {
     let bad = |code, d: &str| invalid_grant(code, d.to_string());
     let jws = crate::jws::decode(jwt)
-        .map_err(|_| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
+        .ok()
+        .filter(|j| j.duplicate_keys.is_empty())
+        .ok_or_else(|| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
     if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
         || crate::signer::verify(
             crate::Signer::public_key_der(&state.signer),

@@ -83,6 +83,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         refresh: Mutex::default(),
         faults: Mutex::new(faults),
         log: Mutex::default(),
+        open: std::sync::atomic::AtomicUsize::new(0),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -148,6 +149,12 @@ impl Running {
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.log.lock().expect("log").clone()
+    }
+
+    /// How many connections it is serving now (at most
+    /// [`Config::max_connections`]).
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Queue a fault for the next token request(s).

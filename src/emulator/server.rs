@@ -11,6 +11,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 type Answer = Response<Full<Bytes>>;
@@ -45,14 +46,27 @@ pub(super) fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), Erro
     ))
 }
 
-/// Accept connections until `stop` fires.
+/// Accept connections until `stop` fires: at most `max_connections` at once (beyond it
+/// new ones wait in the listen backlog), each bounded by the header and body timeouts.
 pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_connections.max(1),
+    ));
     loop {
+        // A free slot first, then a connection: a full house leaves new ones in the
+        // backlog rather than spawning a task per connection.
+        let slot = tokio::select! {
+            _ = &mut stop => return,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
         let stream = tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
@@ -63,14 +77,23 @@ pub(super) async fn serve(
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let _open = Open::new(&state);
+            let header_timeout = state.config.header_timeout;
+            let served = state.clone();
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
+                let state = served.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
             });
-            let http = hyper::server::conn::http1::Builder::new();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // hyper starts this timer whenever it waits for a request head: on a new
+            // connection and after each answer on a kept-alive one (the idle timeout).
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
             match tls {
                 Some(acceptor) => {
-                    if let Ok(stream) = acceptor.accept(stream).await {
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
                         let _ = http.serve_connection(TokioIo::new(stream), service).await;
                     }
                 }
@@ -79,6 +102,22 @@ pub(super) async fn serve(
                 }
             }
         });
+    }
+}
+
+/// Counts a connection in [`State::open`] while it lives.
+struct Open(Arc<State>);
+
+impl Open {
+    fn new(state: &Arc<State>) -> Self {
+        state.open.fetch_add(1, Ordering::SeqCst);
+        Self(state.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -112,14 +151,26 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         return json(200, &serde_json::to_value(log).unwrap_or_default());
     }
     let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
-    let host = header("host").unwrap_or_default().to_string();
     let content_type = header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
     let correlation_id = header("client-request-id").map_or_else(uuid_v4, str::to_string);
-    let body = match Limited::new(req.into_body(), 256 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return answer(413, "text/plain", b"request body too large".to_vec()),
+    let body = Limited::new(req.into_body(), 256 * 1024).collect();
+    let body = match tokio::time::timeout(state.config.body_timeout, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return answer(413, "text/plain", b"request body too large".to_vec()),
+        Err(_) => {
+            let mut r = answer(
+                408,
+                "text/plain",
+                b"the request body did not arrive in time".to_vec(),
+            );
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
     };
     let form: Vec<(String, String)> =
         if content_type.starts_with("application/x-www-form-urlencoded") {
@@ -168,7 +219,6 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
                 state,
                 &method,
                 &path,
-                &host,
                 &content_type,
                 &form,
                 &correlation_id,
@@ -186,7 +236,6 @@ fn route(
     state: &State,
     method: &str,
     path: &str,
-    host: &str,
     content_type: &str,
     form: &[(String, String)],
     correlation_id: &str,
@@ -201,12 +250,10 @@ fn route(
     if method != "POST" {
         return answer(405, "text/plain", b"use POST".to_vec());
     }
-    let scheme = if state.base_url.starts_with("https") {
-        "https"
-    } else {
-        "http"
-    };
-    let audience = format!("{scheme}://{host}{path}");
+    // The endpoint as this emulator publishes it (its own scheme, address and port),
+    // never what the client's `Host` header claims: a request for another server's
+    // endpoint carrying that server's name in `Host` must not pass.
+    let audience = format!("{}{path}", state.base_url);
     let result = if content_type.starts_with("application/x-www-form-urlencoded") {
         grants::token(state, tenant, v1, &audience, form)
     } else {

@@ -59,6 +59,8 @@ pub(super) struct State {
     pub(super) refresh: Mutex<HashMap<String, (String, String)>>,
     pub(super) faults: Mutex<VecDeque<Fault>>,
     pub(super) log: Mutex<Vec<Recorded>>,
+    /// Connections being served now.
+    pub(super) open: std::sync::atomic::AtomicUsize,
 }
 
 /// A fresh 2048-bit software key (the token-signing key, the TLS CA's key).

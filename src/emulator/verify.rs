@@ -2,8 +2,9 @@
 //! verifier this follows RFC 8725: the key is chosen only by `x5t`/`x5t#S256` among the
 //! certificates registered for the app (never from `jwk`, `jku` or `x5c`), only RS256
 //! and PS256 (salt 32) are accepted, `crit` is refused, base64url is strict, `aud` is one
-//! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` within
-//! five minutes of skew, and a `jti` is accepted once.
+//! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` integer
+//! seconds (not milliseconds) within five minutes of skew with `exp` after `nbf`, no
+//! JSON key repeated, and a `jti` is accepted once.
 
 use super::config::App;
 use super::state::Refusal;
@@ -36,6 +37,21 @@ pub(crate) fn client_assertion(
             "Invalid JWT token. The token is not in JWS compact serialization format (three strict base64url parts of JSON objects).".into(),
         )
     })?;
+    // A repeated key is read differently by different parsers: a strict one refuses it.
+    if let Some(dup) = jws.duplicate_keys.first() {
+        let within = if dup.pointer.is_empty() {
+            String::new()
+        } else {
+            format!(" in '{}'", dup.pointer)
+        };
+        return Err(invalid_client(
+            50027,
+            format!(
+                "Invalid JWT token. The token {} repeats the key '{}'{within}; each key may appear once.",
+                dup.part, dup.key
+            ),
+        ));
+    }
     let named = jws.header.get("alg").and_then(Value::as_str);
     let Some(alg) = named.and_then(rules::algorithm) else {
         let supported: Vec<&str> = rules::ALGORITHMS.iter().map(|a| a.as_str()).collect();
@@ -99,36 +115,14 @@ pub(crate) fn client_assertion(
             format!("Client assertion application identifier doesn't match 'client_id' parameter. {DOCS}"),
         ));
     }
-    let time = |k: &str| jws.claims.get(k).map(|v| v.as_i64());
-    let exp = match time("exp") {
-        Some(Some(e)) => e,
-        _ => {
-            return Err(invalid_client(
-                700024,
-                format!("Client assertion is not within its valid time range: it has no integer exp claim. {DOCS}"),
-            ))
-        }
-    };
-    let nbf = match time("nbf") {
-        None => None,
-        Some(Some(n)) => Some(n),
-        Some(None) => {
-            return Err(invalid_client(
-                700024,
-                format!("Client assertion is not within its valid time range: nbf is not an integer. {DOCS}"),
-            ))
-        }
-    };
+    let (nbf, exp) = times(&jws.claims)?;
     if rules::expired(exp, now) || nbf.is_some_and(|n| rules::not_yet_valid(n, now)) {
-        return Err(invalid_client(
-            700024,
-            format!(
-                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. {DOCS}",
-                rfc3339(now),
-                nbf.map_or("(no nbf)".into(), rfc3339),
-                rfc3339(exp)
-            ),
-        ));
+        return Err(out_of_range(format!(
+            "Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+            rfc3339(now),
+            nbf.map_or("(no nbf)".into(), rfc3339),
+            rfc3339(exp)
+        )));
     }
     let jti = match jws.claims.get("jti").and_then(Value::as_str) {
         Some(j) if !j.is_empty() => j,
@@ -147,6 +141,51 @@ pub(crate) fn client_assertion(
         ));
     }
     Ok(())
+}
+
+/// AADSTS700024 with Entra's text, then what is wrong.
+fn out_of_range(detail: String) -> Refusal {
+    invalid_client(
+        700024,
+        format!("Client assertion is not within its valid time range. {detail} {DOCS}"),
+    )
+}
+
+/// `nbf` (if any) and `exp` as seconds, or AADSTS700024 when a time is missing, not an
+/// integer, in milliseconds, or when `exp` is not after `nbf` (a window that never opens).
+///
+/// RFC 7519 lets a NumericDate be non-integer, but Entra's token stack reads these
+/// claims as integer seconds (IdentityModel refuses a fractional `nbf`: "could not be
+/// parsed to an integer"), and a string is no NumericDate at all. Being as strict as
+/// Entra, only a JSON integer is a time here: a float or a numeric string in `exp`,
+/// `nbf` or `iat` is refused, as the linter ([`crate::inspect`]) reports it.
+fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
+    let time = |name: &str| -> Result<Option<i64>, Refusal> {
+        let Some(v) = claims.get(name) else {
+            return Ok(None);
+        };
+        match v.as_i64() {
+            Some(t) if rules::is_milliseconds(t) => Err(out_of_range(format!(
+                "{name} {t} is in milliseconds; JWT times are seconds since 1970."
+            ))),
+            Some(t) => Ok(Some(t)),
+            None => Err(out_of_range(format!(
+                "{name} must be an integer NumericDate (seconds since 1970), found {}.",
+                jws::kind(v)
+            ))),
+        }
+    };
+    let exp = time("exp")?.ok_or_else(|| out_of_range("It has no exp claim.".into()))?;
+    let nbf = time("nbf")?;
+    time("iat")?;
+    if let Some(nbf) = nbf.filter(|n| rules::never_valid(*n, exp)) {
+        return Err(out_of_range(format!(
+            "Its expiry time {} is not after its start {}: the assertion is never valid.",
+            rfc3339(exp),
+            rfc3339(nbf)
+        )));
+    }
+    Ok((nbf, exp))
 }
 
 /// The registered certificate the header names by `x5t#S256` (preferred) or `x5t`.
