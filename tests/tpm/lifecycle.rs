@@ -1,6 +1,6 @@
-//! What a process leaves in the TPM: no transient objects after CLI runs or a SIGINT
-//! (checked against a control run without the hook), and a signer that reconnects after
-//! swtpm restarts.
+//! What a process leaves in the TPM: no transient objects after CLI runs, a SIGINT or a
+//! SIGKILL between signatures (a key file's object is loaded only around each signature),
+//! and a signer that reconnects after swtpm restarts.
 
 use crate::common::swtpm::Swtpm;
 use crate::common::{self, assert_verifies, openssl, s, tempdir, write};
@@ -119,6 +119,12 @@ fn child_holds_a_tpm_key_until_interrupted() {
     println!("ready");
     use std::io::Write as _;
     std::io::stdout().flush().unwrap();
+    if std::env::var_os("CERTASSERT_TEST_TPM_CHILD_IDLE").is_some() {
+        // Signed once; now wait (as for a token answer) holding the signer.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
     loop {
         let _ = signer.sign(Algorithm::Rs256, b"x");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -130,6 +136,17 @@ fn interrupt_child(
     tpm: &Swtpm,
     uri: &str,
     cleanup: bool,
+) -> (std::process::ExitStatus, Vec<String>) {
+    signal_child(tpm, uri, cleanup, "-INT")
+}
+
+/// Send `signal` (a `kill` option: `-INT`, `-KILL`) to a process that signs with the key
+/// between pauses; return how it ended and what is left loaded.
+fn signal_child(
+    tpm: &Swtpm,
+    uri: &str,
+    cleanup: bool,
+    signal: &str,
 ) -> (std::process::ExitStatus, Vec<String>) {
     use std::io::BufRead as _;
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -146,6 +163,10 @@ fn interrupt_child(
     .stderr(std::process::Stdio::null());
     if !cleanup {
         cmd.env("CERTASSERT_TEST_TPM_NO_CLEANUP", "1");
+    }
+    if signal == "-KILL" {
+        // Killed while it waits after signing, not in the middle of a signature.
+        cmd.env("CERTASSERT_TEST_TPM_CHILD_IDLE", "1");
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -164,7 +185,7 @@ fn interrupt_child(
         panic!("the child never became ready ({ready:?})");
     }
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -196,16 +217,29 @@ fn sigint_flushes_the_loaded_key() {
     let (status, left) = interrupt_child(&tpm, &uri, true);
     assert_eq!(status.signal(), Some(2), "ends as SIGINT would: {status:?}");
     assert_eq!(left, Vec::<String>::new(), "SIGINT left transient objects");
+}
 
-    // Control: without the hook the same interruption leaves the key loaded, so the
-    // assertion above is meaningful.
-    let (status, left) = interrupt_child(&tpm, &uri, false);
-    assert_eq!(status.signal(), Some(2), "{status:?}");
-    assert_eq!(
-        left.len(),
-        1,
-        "expected the key left loaded without the hook: {left:?}"
-    );
+/// A process killed outright (no hook can run) while it holds a key file's signer, between
+/// signatures: nothing of it stays loaded, because the key is loaded only around each
+/// signature. Without the hook, as programs with their own signal handling run.
+#[test]
+fn sigkill_between_signatures_leaves_no_transient_object() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tpm = Swtpm::start();
+    let dir = tempdir();
+    let key = dir.path().join("k.tss2.pem");
+    let uri = key_ref(&tpm, &format!("key={}", key.display()));
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    assert_eq!(tpm.transient_handles(), Vec::<String>::new());
+    for cleanup in [false, true] {
+        let (status, left) = signal_child(&tpm, &uri, cleanup, "-KILL");
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "SIGKILL left transient objects (hook installed: {cleanup})"
+        );
+    }
 }
 
 #[test]
