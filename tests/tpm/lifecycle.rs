@@ -284,3 +284,77 @@ fn reconnects_once_after_swtpm_restarts() {
     tpm.restart();
     signs_both(&signer, "persistent after restart");
 }
+
+/// A stopped swtpm (SIGSTOP: the connection stays open and nothing answers) does not block
+/// a signature for ever: it fails with the device timeout, later calls fail at once
+/// instead of queueing, and once swtpm goes on the signer works again.
+#[test]
+fn a_stopped_swtpm_times_out_and_recovers() {
+    use std::time::{Duration, Instant};
+    let tpm = Swtpm::start();
+    let dir = tempdir();
+    let key = dir.path().join("k.tss2.pem");
+    let uri = key_ref(&tpm, &format!("key={}", key.display()));
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    let keyref = uri.parse().unwrap();
+
+    // Control: the backend alone, unbounded, hangs on a stopped swtpm.
+    let raw = std::sync::Arc::new(open(&uri));
+    tpm.signal("-STOP");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = std::sync::Arc::clone(&raw);
+    std::thread::spawn(move || tx.send(hung.sign(Algorithm::Rs256, b"m").is_ok()));
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a stopped swtpm answered: the control is meaningless"
+    );
+    tpm.signal("-CONT");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+    drop(raw);
+
+    let options = signer::OpenOptions::new().device_timeout(Duration::from_secs(1));
+    let bounded = signer::open_with(&keyref, &certassert::secret::NoCallbacks, &options).unwrap();
+    signs_both(bounded.as_ref(), "before swtpm stopped");
+    tpm.signal("-STOP");
+    let start = Instant::now();
+    let err = bounded.sign(Algorithm::Rs256, b"m").unwrap_err();
+    let waited = start.elapsed();
+    assert!(
+        matches!(err, signer::Error::DeviceTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the TPM at \"{}\" did not answer within 1 s",
+            tpm.tcti()
+        )) && text.contains("is it running, or stopped?"),
+        "{text}"
+    );
+    let start = Instant::now();
+    let err = bounded.sign(Algorithm::Rs256, b"m").unwrap_err();
+    assert!(matches!(err, signer::Error::DeviceStuck { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "did not fail fast"
+    );
+
+    tpm.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match bounded.sign(Algorithm::Rs256, b"m") {
+            Ok(_) => break,
+            Err(signer::Error::DeviceStuck { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("after SIGCONT: {e}"),
+        }
+    }
+    signs_both(bounded.as_ref(), "after swtpm went on");
+    drop(bounded);
+    assert_eq!(tpm.transient_handles(), Vec::<String>::new());
+}

@@ -1,0 +1,282 @@
+//! Bounded device calls: the one mechanism that keeps a hung device (a stopped swtpm, a
+//! TCTI peer that accepts and never answers, a PKCS#11 module whose `C_Sign` never
+//! returns) from blocking its caller forever, for every hardware backend.
+//!
+//! [`open_with`](super::open_with) wraps a PKCS#11 or TPM signer in a [`BoundedSigner`]:
+//! each signature (and certificate store) runs on a thread of its own while the caller
+//! waits at most [`OpenOptions::device_timeout`]. When the wait runs out the caller gets
+//! [`Error::DeviceTimeout`] naming the device; the stuck call is left to finish on its
+//! thread (a blocked C or socket call cannot be cancelled), and until it does every
+//! further call fails at once with [`Error::DeviceStuck`] instead of queueing behind it.
+//! When the device comes back (swtpm continued, the token touched) the stuck call
+//! returns, its thread ends, and the signer works again.
+//!
+//! The backend is kept behind an `Arc` that the call's thread shares, so dropping the
+//! signer while a call is stuck does not block either: the backend is dropped (its TPM
+//! objects flushed, its sessions closed) when the stuck call returns, or with the process.
+//!
+//! A thread per call, not one device thread, keeps a PKCS#11 session pool's signatures
+//! parallel; spawning it costs tens of microseconds, against milliseconds for an RSA
+//! signature in a token or TPM.
+
+use super::{Algorithm, Error, Signer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// The device timeout when none is given: how long a signature may take in a token or
+/// TPM before the caller gets [`Error::DeviceTimeout`].
+pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How keys are opened: options that apply to every backend.
+///
+/// ```
+/// # use std::time::Duration;
+/// let options = certassert::signer::OpenOptions::new().device_timeout(Duration::from_secs(5));
+/// assert_eq!(options.timeout(), Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    device_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            device_timeout: DEFAULT_DEVICE_TIMEOUT,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: a [`DEFAULT_DEVICE_TIMEOUT`] of 30 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long one call to a PKCS#11 token or a TPM (a signature, storing a
+    /// certificate) may take before it fails with [`Error::DeviceTimeout`]. A zero
+    /// duration is taken as the smallest wait, not as "no wait".
+    pub fn device_timeout(mut self, timeout: Duration) -> Self {
+        self.device_timeout = timeout;
+        self
+    }
+
+    /// The device timeout set.
+    pub fn timeout(&self) -> Duration {
+        self.device_timeout
+    }
+}
+
+/// Which kind of device a [`BoundedSigner`] talks to, for its messages.
+#[derive(Debug, Clone)]
+pub(crate) enum Device {
+    /// A TPM reached through this TCTI.
+    Tpm { tcti: String },
+    /// A PKCS#11 module at this path (or as the reference names it).
+    Pkcs11 { module: String },
+}
+
+impl Device {
+    fn name(&self) -> String {
+        match self {
+            Self::Tpm { tcti } => format!("the TPM at \"{tcti}\""),
+            Self::Pkcs11 { module } => format!("the PKCS#11 module {module}"),
+        }
+    }
+
+    fn call(&self, call: Call) -> &'static str {
+        match (self, call) {
+            (Self::Tpm { .. }, _) => "answer",
+            (Self::Pkcs11 { .. }, Call::Sign) => "return from C_Sign",
+            (Self::Pkcs11 { .. }, Call::Store) => "return from C_CreateObject",
+        }
+    }
+
+    fn advice(&self) -> &'static str {
+        match self {
+            Self::Tpm { .. } => "is it running, or stopped? (a stopped swtpm, a TPM device or resource manager that hangs)",
+            Self::Pkcs11 { .. } => "touch the token if it asks, or check the device",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Sign,
+    Store,
+}
+
+/// A hardware signer whose every device call is bounded (see the module doc).
+pub(crate) struct BoundedSigner {
+    inner: Arc<dyn Signer>,
+    device: Device,
+    timeout: Duration,
+    /// Calls that timed out and have not returned yet.
+    stuck: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for BoundedSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl BoundedSigner {
+    pub(crate) fn new(inner: Box<dyn Signer>, device: Device, options: &OpenOptions) -> Self {
+        Self {
+            inner: Arc::from(inner),
+            device,
+            timeout: options.device_timeout.max(Duration::from_millis(1)),
+            stuck: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Run `f` on the backend from a thread of its own, waiting at most the timeout.
+    fn call<R: Send + 'static>(
+        &self,
+        call: Call,
+        f: impl FnOnce(&dyn Signer) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        if self.stuck.load(Ordering::SeqCst) > 0 {
+            return Err(Error::DeviceStuck {
+                device: self.device.name(),
+                advice: self.device.advice(),
+            });
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let inner = Arc::clone(&self.inner);
+        let stuck = Arc::clone(&self.stuck);
+        let spawned = std::thread::Builder::new()
+            .name("certassert-device".into())
+            .spawn(move || {
+                let result = f(inner.as_ref());
+                if tx.send(result).is_err() {
+                    // The caller gave up on this call: it is no longer stuck.
+                    stuck.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(Error::DeviceThread { source: e });
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Counted before the receiver goes, so the thread's decrement (which
+                // needs the receiver gone) always follows this increment.
+                self.stuck.fetch_add(1, Ordering::SeqCst);
+                drop(rx);
+                Err(Error::DeviceTimeout {
+                    device: self.device.name(),
+                    call: self.device.call(call),
+                    after: self.timeout,
+                    advice: self.device.advice(),
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Sign {
+                backend: "device thread",
+                detail: "the call ended without an answer (the backend panicked)".into(),
+            }),
+        }
+    }
+}
+
+impl Signer for BoundedSigner {
+    fn algorithms(&self) -> &[Algorithm] {
+        self.inner.algorithms()
+    }
+
+    fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let message = message.to_vec();
+        self.call(Call::Sign, move |signer| signer.sign(alg, &message))
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        self.inner.public_key_der()
+    }
+
+    fn certificate_der(&self) -> Option<&[u8]> {
+        self.inner.certificate_der()
+    }
+
+    fn chain_der(&self) -> &[Vec<u8>] {
+        self.inner.chain_der()
+    }
+
+    fn store_certificate(&self, cert_der: &[u8]) -> Result<(), Error> {
+        let cert = cert_der.to_vec();
+        self.call(Call::Store, move |signer| signer.store_certificate(&cert))
+    }
+}
+
+/// A duration as a message shows it: whole seconds as `30 s`, else `1.5 s`.
+pub(crate) fn seconds(d: &Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        let n = format!("{:.3}", d.as_secs_f64());
+        format!("{} s", n.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signer whose `sign` waits until told to go.
+    #[derive(Debug)]
+    struct Gate(std::sync::Mutex<mpsc::Receiver<()>>);
+
+    impl Signer for Gate {
+        fn algorithms(&self) -> &[Algorithm] {
+            &[Algorithm::Rs256]
+        }
+        fn sign(&self, _: Algorithm, _: &[u8]) -> Result<Vec<u8>, Error> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(vec![1])
+        }
+        fn public_key_der(&self) -> &[u8] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn a_hung_call_times_out_later_calls_fail_fast_until_it_returns() {
+        let (go, wait) = mpsc::channel();
+        let signer = BoundedSigner::new(
+            Box::new(Gate(std::sync::Mutex::new(wait))),
+            Device::Tpm {
+                tcti: "swtpm:port=1".into(),
+            },
+            &OpenOptions::new().device_timeout(Duration::from_millis(100)),
+        );
+        let start = std::time::Instant::now();
+        let err = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
+        assert!(matches!(err, Error::DeviceTimeout { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            err.to_string(),
+            "the TPM at \"swtpm:port=1\" did not answer within 0.1 s: is it running, or stopped? (a stopped swtpm, a TPM device or resource manager that hangs)"
+        );
+        let err = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
+        assert!(matches!(err, Error::DeviceStuck { .. }), "{err:?}");
+        // The device comes back: the stuck call returns, then calls work again.
+        go.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while signer.stuck.load(Ordering::SeqCst) > 0 {
+            assert!(std::time::Instant::now() < deadline, "never unstuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        go.send(()).unwrap();
+        assert_eq!(signer.sign(Algorithm::Rs256, b"m").unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn seconds_are_shown_short() {
+        assert_eq!(seconds(&Duration::from_secs(30)), "30 s");
+        assert_eq!(seconds(&Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(seconds(&Duration::from_millis(100)), "0.1 s");
+        assert_eq!(seconds(&Duration::from_millis(1250)), "1.25 s");
+    }
+}
