@@ -67,6 +67,28 @@ impl OpenOptions {
     pub fn timeout(&self) -> Duration {
         self.device_timeout
     }
+
+    /// Read a device timeout as people write it: seconds, whole or decimal, with an
+    /// optional `s` (`30`, `1.5`, `2s`); more than 0 and at most a day. For command-line
+    /// flags, environment variables and configuration files.
+    ///
+    /// # Errors
+    /// [`Error::BadDeviceTimeout`]: not a number of seconds, zero, or over a day.
+    pub fn parse_device_timeout(text: &str) -> Result<Duration, Error> {
+        let bad = || Error::BadDeviceTimeout {
+            value: text.chars().take(40).collect(),
+        };
+        let number = text.trim();
+        let number = number.strip_suffix('s').unwrap_or(number).trim_end();
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(bad());
+        }
+        let secs: f64 = number.parse().map_err(|_| bad())?;
+        if !(secs > 0.0 && secs <= 86_400.0) {
+            return Err(bad());
+        }
+        Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    }
 }
 
 /// Which kind of device a [`BoundedSigner`] talks to, for its messages.
@@ -270,6 +292,27 @@ mod tests {
         }
         go.send(()).unwrap();
         assert_eq!(signer.sign(Algorithm::Rs256, b"m").unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn device_timeouts_are_read_as_seconds() {
+        let parse = OpenOptions::parse_device_timeout;
+        assert_eq!(parse("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse(" 2s ").unwrap(), Duration::from_secs(2));
+        for bad in [
+            "", "0", "-1", "abc", "1e3", "NaN", "inf", "90000", "1.2.3", "s",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::BadDeviceTimeout { .. }),
+                "{bad}: {err:?}"
+            );
+        }
+        assert_eq!(
+            parse("soon").unwrap_err().to_string(),
+            "\"soon\" is not a device timeout: give seconds, more than 0 and at most 86400 (e.g. 30 or 1.5)"
+        );
     }
 
     #[test]

@@ -230,6 +230,12 @@ pub enum Error {
         /// What to check.
         advice: &'static str,
     },
+    /// A device timeout given as text is not a number of seconds in range.
+    #[error("\"{value}\" is not a device timeout: give seconds, more than 0 and at most 86400 (e.g. 30 or 1.5)")]
+    BadDeviceTimeout {
+        /// The text given (its first 40 characters).
+        value: String,
+    },
     /// No thread could be started for a bounded device call.
     #[error("cannot start a thread for the device call: {source}")]
     DeviceThread {
