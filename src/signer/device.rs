@@ -15,14 +15,80 @@
 //! signer while a call is stuck does not block either: the backend is dropped (its TPM
 //! objects flushed, its sessions closed) when the stuck call returns, or with the process.
 //!
-//! A thread per call, not one device thread, keeps a PKCS#11 session pool's signatures
-//! parallel; spawning it costs tens of microseconds, against milliseconds for an RSA
-//! signature in a token or TPM.
+//! Calls run on a small pool of threads, not one device thread, so a PKCS#11 session
+//! pool's signatures stay parallel; a thread that finished its call waits (up to a minute)
+//! for the next, so a signature costs a channel hand-off, not a thread spawn. A stuck
+//! call keeps its thread; the next call gets another.
 
 use super::{Algorithm, Error, Signer};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
+
+/// A device call, as a worker thread runs it. It calls the hook it is given once the
+/// device has answered and before it hands the answer over, so that the worker is idle
+/// again by the time the caller can make its next call.
+type Job = Box<dyn FnOnce(&mut dyn FnMut()) + Send>;
+
+/// How long a worker thread waits for its next call before it ends.
+const IDLE: Duration = Duration::from_secs(60);
+/// At most this many workers wait for calls; more end when they finish.
+const MAX_IDLE: usize = 8;
+
+/// Worker threads waiting for a call, each through its own channel.
+#[derive(Default)]
+struct Workers {
+    idle: Mutex<Vec<mpsc::Sender<Job>>>,
+}
+
+impl Workers {
+    /// Run `job` on an idle worker, or on a new one.
+    fn run(self: &Arc<Self>, mut job: Job) -> std::io::Result<()> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match idle {
+                Some(worker) => match worker.send(job) {
+                    Ok(()) => return Ok(()),
+                    // That worker timed out and ended: try the next.
+                    Err(mpsc::SendError(back)) => job = back,
+                },
+                None => break,
+            }
+        }
+        let workers = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("certassert-device".into())
+            .spawn(move || Self::work(&workers, job))
+            .map(drop)
+    }
+
+    fn work(workers: &Weak<Self>, first: Job) {
+        let mut job = first;
+        loop {
+            let mut next = None;
+            job(&mut || next = Self::wait_idle(workers));
+            // No slot: the signer is gone, or enough workers wait already.
+            let Some(next) = next else { return };
+            // Disconnected when the signer (and its idle list) is dropped.
+            match next.recv_timeout(IDLE) {
+                Ok(call) => job = call,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Put the calling worker on the idle list; the channel its next call comes through.
+    fn wait_idle(workers: &Weak<Self>) -> Option<mpsc::Receiver<Job>> {
+        let workers = workers.upgrade()?;
+        let mut idle = workers.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= MAX_IDLE {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        idle.push(tx);
+        Some(rx)
+    }
+}
 
 /// The device timeout when none is given: how long a signature may take in a token or
 /// TPM before the caller gets [`Error::DeviceTimeout`].
@@ -137,6 +203,7 @@ pub(crate) struct BoundedSigner {
     timeout: Duration,
     /// Calls that timed out and have not returned yet.
     stuck: Arc<AtomicUsize>,
+    workers: Arc<Workers>,
 }
 
 impl std::fmt::Debug for BoundedSigner {
@@ -152,6 +219,7 @@ impl BoundedSigner {
             device,
             timeout: options.device_timeout.max(Duration::from_millis(1)),
             stuck: Arc::new(AtomicUsize::new(0)),
+            workers: Arc::default(),
         }
     }
 
@@ -170,15 +238,16 @@ impl BoundedSigner {
         let (tx, rx) = mpsc::sync_channel(1);
         let inner = Arc::clone(&self.inner);
         let stuck = Arc::clone(&self.stuck);
-        let spawned = std::thread::Builder::new()
-            .name("certassert-device".into())
-            .spawn(move || {
-                let result = f(inner.as_ref());
-                if tx.send(result).is_err() {
-                    // The caller gave up on this call: it is no longer stuck.
-                    stuck.fetch_sub(1, Ordering::SeqCst);
-                }
-            });
+        let spawned = self.workers.run(Box::new(move |idle: &mut dyn FnMut()| {
+            let result = f(inner.as_ref());
+            // Let go of the backend, and be ready for the next call, before answering.
+            drop(inner);
+            idle();
+            if tx.send(result).is_err() {
+                // The caller gave up on this call: it is no longer stuck.
+                stuck.fetch_sub(1, Ordering::SeqCst);
+            }
+        }));
         if let Err(e) = spawned {
             return Err(Error::DeviceThread { source: e });
         }
@@ -292,6 +361,42 @@ mod tests {
         }
         go.send(()).unwrap();
         assert_eq!(signer.sign(Algorithm::Rs256, b"m").unwrap(), vec![1]);
+    }
+
+    /// A signer that answers at once.
+    #[derive(Debug)]
+    struct Quick;
+
+    impl Signer for Quick {
+        fn algorithms(&self) -> &[Algorithm] {
+            &[Algorithm::Rs256]
+        }
+        fn sign(&self, _: Algorithm, _: &[u8]) -> Result<Vec<u8>, Error> {
+            Ok(format!("{:?}", std::thread::current().id()).into_bytes())
+        }
+        fn public_key_der(&self) -> &[u8] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn sequential_calls_reuse_one_worker_thread() {
+        let signer = BoundedSigner::new(
+            Box::new(Quick),
+            Device::Pkcs11 {
+                module: "m.so".into(),
+            },
+            &OpenOptions::new(),
+        );
+        let first = signer.sign(Algorithm::Rs256, b"m").unwrap();
+        for _ in 0..20 {
+            assert_eq!(signer.sign(Algorithm::Rs256, b"m").unwrap(), first);
+        }
+        assert_ne!(
+            first,
+            format!("{:?}", std::thread::current().id()).into_bytes()
+        );
+        assert_eq!(signer.workers.idle.lock().unwrap().len(), 1);
     }
 
     #[test]
