@@ -190,6 +190,18 @@ impl Device {
     }
 }
 
+/// The error for a TPM at `tcti` that did not answer within `after` (opening a key).
+#[cfg(feature = "tpm")]
+pub(crate) fn tpm_timeout(tcti: &str, after: Duration) -> Error {
+    let device = Device::Tpm { tcti: tcti.into() };
+    Error::DeviceTimeout {
+        device: device.name(),
+        call: device.call(Call::Sign),
+        after,
+        advice: device.advice(),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Call {
     Sign,

@@ -6,7 +6,7 @@
 //! the same variants whatever the features; a reference whose backend is not built in is
 //! [`Error::BackendMissing`].
 
-mod device;
+pub(crate) mod device;
 pub mod pkcs11;
 mod software;
 pub mod tpm;
@@ -266,7 +266,9 @@ pub fn open(key: &KeyRef, callbacks: &dyn Callbacks) -> Result<Box<dyn Signer>, 
 /// TPM (default [`DEFAULT_DEVICE_TIMEOUT`], 30 s). A PKCS#11 or TPM signer returned
 /// here fails with [`Error::DeviceTimeout`] when the device does not answer in time,
 /// and with [`Error::DeviceStuck`] while that call has not returned; key files sign in
-/// process and are not bounded. Opening itself (connecting, logging in) is not bounded.
+/// process and are not bounded. Opening a TPM key (connecting, loading it) is bounded
+/// too; opening a PKCS#11 key (loading the module, logging in, which may ask for a PIN
+/// through `callbacks`) is not.
 ///
 /// # Errors
 /// As [`open`].
@@ -284,7 +286,7 @@ pub fn open_with(
         KeyRef::Pkcs11(_) | KeyRef::Tpm(_) => {
             let signer = match key {
                 KeyRef::Pkcs11(uri) => open_pkcs11(uri, callbacks)?,
-                KeyRef::Tpm(uri) => open_tpm(uri, callbacks)?,
+                KeyRef::Tpm(uri) => open_tpm(uri, callbacks, options)?,
                 KeyRef::File { .. } => unreachable!("matched above"),
             };
             Ok(bounded(key, signer, options))
@@ -402,8 +404,13 @@ fn generate_pkcs11(
 fn open_tpm(
     uri: &crate::keyref::TpmUri,
     callbacks: &dyn Callbacks,
+    options: &OpenOptions,
 ) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(tpm::TpmSigner::open(uri, callbacks)?))
+    Ok(Box::new(tpm::TpmSigner::open_with_timeout(
+        uri,
+        callbacks,
+        options.timeout(),
+    )?))
 }
 
 #[cfg(feature = "tpm")]
@@ -416,7 +423,11 @@ fn generate_tpm(
 }
 
 #[cfg(not(feature = "tpm"))]
-fn open_tpm(_: &crate::keyref::TpmUri, _: &dyn Callbacks) -> Result<Box<dyn Signer>, Error> {
+fn open_tpm(
+    _: &crate::keyref::TpmUri,
+    _: &dyn Callbacks,
+    _: &OpenOptions,
+) -> Result<Box<dyn Signer>, Error> {
     Err(Error::BackendMissing {
         what: "tpm:",
         feature: "tpm",
@@ -429,7 +440,7 @@ fn generate_tpm(
     _: usize,
     callbacks: &dyn Callbacks,
 ) -> Result<Box<dyn Signer>, Error> {
-    open_tpm(uri, callbacks)
+    open_tpm(uri, callbacks, &OpenOptions::default())
 }
 
 /// Verify a signature against a SubjectPublicKeyInfo. Used to check a backend's output

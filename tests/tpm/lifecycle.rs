@@ -343,6 +343,45 @@ fn a_stopped_swtpm_times_out_and_recovers() {
         "did not fail fast"
     );
 
+    // Opening a key on the stopped swtpm is bounded too, in the library…
+    let start = Instant::now();
+    let err = signer::open_with(&keyref, &certassert::secret::NoCallbacks, &options).unwrap_err();
+    assert!(
+        matches!(err, signer::Error::DeviceTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    // …and in the command, with the timeout from CERTASSERT_DEVICE_TIMEOUT.
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args(["assertion", "--key", &uri, "--tenant", "t", "--client-id"])
+        .arg(common::CLIENT_ID)
+        .current_dir(dir.path())
+        .env_remove("TSS2_LOG")
+        .env_remove("CERTASSERT_KEY")
+        .env_remove("CERTASSERT_CERT")
+        .env("CERTASSERT_DEVICE_TIMEOUT", "1.5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the TPM at \"{}\" did not answer within 1.5 s",
+            tpm.tcti()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
     tpm.signal("-CONT");
     // The stuck call returns, then signatures work again. Each try is itself bounded by
     // the 1 s timeout, which a loaded machine may exceed: retry until a deadline.

@@ -103,7 +103,21 @@ impl TpmSigner {
     /// the key file cannot be read or loaded, a password source cannot be read (or asked
     /// for), or the key is not an RSA signing key of at least 2048 bits.
     pub fn open(uri: &TpmUri, callbacks: &dyn Callbacks) -> Result<Self, Error> {
-        Self::start(uri, Setup::Open, callbacks)
+        Self::start(uri, Setup::Open, callbacks, None)
+    }
+
+    /// [`open`](Self::open), waiting at most `timeout` for the TPM to be reached and the
+    /// key loaded (secrets are read or asked for first, without a limit). On timeout the
+    /// attempt goes on in the background and is cleaned up when it ends.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), and [`Error::DeviceTimeout`].
+    pub fn open_with_timeout(
+        uri: &TpmUri,
+        callbacks: &dyn Callbacks,
+        timeout: std::time::Duration,
+    ) -> Result<Self, Error> {
+        Self::start(uri, Setup::Open, callbacks, Some(timeout))
     }
 
     /// Generate an RSA key of `bits` (2048, 3072 or 4096) in the TPM where `uri` says (a
@@ -113,10 +127,15 @@ impl TpmSigner {
     /// The size is not offered, the file exists, the handle is occupied, the TPM cannot
     /// be reached or refuses the key size, or a password is wrong.
     pub fn generate(uri: &TpmUri, bits: usize, callbacks: &dyn Callbacks) -> Result<Self, Error> {
-        Self::start(uri, Setup::Generate { bits }, callbacks)
+        Self::start(uri, Setup::Generate { bits }, callbacks, None)
     }
 
-    fn start(uri: &TpmUri, setup: Setup, callbacks: &dyn Callbacks) -> Result<Self, Error> {
+    fn start(
+        uri: &TpmUri,
+        setup: Setup,
+        callbacks: &dyn Callbacks,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Self, Error> {
         let uri = uri.clone();
         let name = uri.to_string();
         let what = uri.describe_key();
@@ -176,6 +195,7 @@ impl TpmSigner {
             (KeyLocation::Handle(_), _) => None,
         };
 
+        let tcti = uri.tcti.clone();
         let loads_transients =
             matches!(uri.key, KeyLocation::File(_)) || matches!(setup, Setup::Generate { .. });
         let shared = Arc::new(Shared(Mutex::new(SendConnection(Connection {
@@ -196,13 +216,37 @@ impl TpmSigner {
         // during setup, then flushes what setup loaded.
         let hook: Arc<dyn FlushOnInterrupt> = shared.clone();
         let id = interrupt::register(Arc::downgrade(&hook), loads_transients);
-        let result = {
+        let run = |shared: &Shared| {
             let mut guard = shared.lock();
             let result = guard.0.setup(setup);
             if result.is_err() {
                 guard.0.close();
             }
             result
+        };
+        let result = match timeout {
+            None => run(&shared),
+            Some(timeout) => {
+                // Reaching the TPM and loading the key on a thread of its own: a stopped
+                // TPM holds that thread, not the caller. A late success is closed (its
+                // key flushed) when the thread lets go of `shared`.
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let background = Arc::clone(&shared);
+                let spawned = std::thread::Builder::new()
+                    .name("certassert-tpm-open".into())
+                    .spawn(move || {
+                        let result = run(&background);
+                        if let Err(std::sync::mpsc::SendError(Ok(_))) = tx.send(result) {
+                            background.lock().0.close();
+                        }
+                    });
+                match spawned {
+                    Err(source) => Err(Error::DeviceThread { source }),
+                    Ok(_) => rx.recv_timeout(timeout).unwrap_or_else(|_| {
+                        Err(crate::signer::device::tpm_timeout(&tcti, timeout))
+                    }),
+                }
+            }
         };
         match result {
             Ok(info) => Ok(Self {
