@@ -22,8 +22,8 @@
 
 use super::{Algorithm, Error, Signer};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// A device call, as a worker thread runs it. It calls the hook it is given once the
 /// device has answered and before it hands the answer over, so that the worker is idle
@@ -247,42 +247,81 @@ impl BoundedSigner {
                 advice: self.device.advice(),
             });
         }
-        let (tx, rx) = mpsc::sync_channel(1);
+        let answer = Arc::new(Answer {
+            slot: Mutex::new(Slot::Waiting),
+            ready: Condvar::new(),
+        });
         let inner = Arc::clone(&self.inner);
         let stuck = Arc::clone(&self.stuck);
+        let theirs = Arc::clone(&answer);
         let spawned = self.workers.run(Box::new(move |idle: &mut dyn FnMut()| {
-            let result = f(inner.as_ref());
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(inner.as_ref())))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Sign {
+                            backend: "device",
+                            detail: "the backend panicked during the call".into(),
+                        })
+                    });
             // Let go of the backend, and be ready for the next call, before answering.
             drop(inner);
             idle();
-            if tx.send(result).is_err() {
-                // The caller gave up on this call: it is no longer stuck.
+            let mut slot = theirs.slot.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*slot, Slot::Abandoned) {
+                // The caller gave up on this call (and counted it, under this lock).
                 stuck.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                *slot = Slot::Done(result);
+                theirs.ready.notify_one();
             }
         }));
         if let Err(e) = spawned {
             return Err(Error::DeviceThread { source: e });
         }
-        match rx.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                // Counted before the receiver goes, so the thread's decrement (which
-                // needs the receiver gone) always follows this increment.
+        let deadline = Instant::now() + self.timeout;
+        let mut slot = answer.slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Slot::Done(_) = *slot {
+                let Slot::Done(result) = std::mem::replace(&mut *slot, Slot::Waiting) else {
+                    unreachable!("matched above")
+                };
+                return result;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                // Counted under the lock the worker takes to answer, so its decrement
+                // always follows this increment.
+                *slot = Slot::Abandoned;
                 self.stuck.fetch_add(1, Ordering::SeqCst);
-                drop(rx);
-                Err(Error::DeviceTimeout {
+                return Err(Error::DeviceTimeout {
                     device: self.device.name(),
                     call: self.device.call(call),
                     after: self.timeout,
                     advice: self.device.advice(),
-                })
+                });
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Sign {
-                backend: "device thread",
-                detail: "the call ended without an answer (the backend panicked)".into(),
-            }),
+            slot = answer
+                .ready
+                .wait_timeout(slot, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
+}
+
+/// Where a worker leaves a call's answer.
+struct Answer<R> {
+    slot: Mutex<Slot<R>>,
+    ready: Condvar,
+}
+
+enum Slot<R> {
+    /// The call is running.
+    Waiting,
+    /// The device answered in time.
+    Done(Result<R, Error>),
+    /// The caller timed out and counted the call as stuck.
+    Abandoned,
 }
 
 impl Signer for BoundedSigner {
