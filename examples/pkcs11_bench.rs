@@ -3,8 +3,12 @@
 //! per thread — the floor any wrapper pays.
 //!
 //! ```text
-//! cargo run --release --example pkcs11_bench -- (certassert|raw) THREADS SECONDS URI
+//! cargo run --release --example pkcs11_bench -- (certassert|bounded|raw) THREADS SECONDS URI
 //! ```
+//!
+//! `bounded` is `certassert` opened as the CLI opens keys (`signer::open`), with each
+//! signature on its own thread under the device timeout; against `certassert` it shows
+//! what bounding device calls costs.
 //!
 //! URI is a `pkcs11:` reference with `module-path=` and `pin-source=file:`; SOFTHSM2_CONF
 //! must point at the token directory. Each thread signs a 400-byte message with RS256
@@ -43,7 +47,7 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, threads, seconds, uri] = args.as_slice() else {
-        return Err("usage: pkcs11_bench (certassert|raw) THREADS SECONDS URI".into());
+        return Err("usage: pkcs11_bench (certassert|bounded|raw) THREADS SECONDS URI".into());
     };
     let threads: usize = threads.parse().map_err(|_| "THREADS must be a number")?;
     let duration =
@@ -61,8 +65,19 @@ fn run() -> Result<()> {
                 );
             })
         }
+        "bounded" => {
+            let signer = certassert::signer::open(&uri.parse()?, &NoCallbacks)?;
+            signer.sign(Algorithm::Rs256, &MESSAGE)?;
+            parallel(threads, duration, || {
+                black_box(
+                    signer
+                        .sign(Algorithm::Rs256, black_box(&MESSAGE))
+                        .expect("sign"),
+                );
+            })
+        }
         "raw" => raw(uri, threads, duration)?,
-        other => return Err(format!("unknown mode {other}: certassert or raw").into()),
+        other => return Err(format!("unknown mode {other}: certassert, bounded or raw").into()),
     };
     println!("{mode} {threads} threads signs/s: {rate:.1}");
     Ok(())

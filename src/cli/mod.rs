@@ -134,7 +134,28 @@ impl KeyArg {
 /// Open the key `keyref` names, asking on the terminal (without echo) for a PIN or
 /// password no `…-source=` supplies; a failure carries the command-line hint for it.
 pub fn open_key(keyref: &KeyRef) -> std::result::Result<Box<dyn Signer>, KeyError> {
-    Ok(signer::open(keyref, &prompt::TerminalPrompt)?)
+    Ok(signer::open_with(
+        keyref,
+        &prompt::TerminalPrompt,
+        &open_options()?,
+    )?)
+}
+
+/// The environment variable that sets the device timeout (seconds) for tokens and TPMs.
+pub const DEVICE_TIMEOUT_ENV: &str = "CERTASSERT_DEVICE_TIMEOUT";
+
+/// How keys are opened: the device timeout from [`DEVICE_TIMEOUT_ENV`] if set, else the
+/// library's default (30 s).
+fn open_options() -> std::result::Result<signer::OpenOptions, KeyError> {
+    let options = signer::OpenOptions::new();
+    match std::env::var(DEVICE_TIMEOUT_ENV) {
+        Ok(text) => Ok(options.device_timeout(signer::OpenOptions::parse_device_timeout(&text)?)),
+        Err(std::env::VarError::NotPresent) => Ok(options),
+        Err(std::env::VarError::NotUnicode(_)) => Err(signer::Error::BadDeviceTimeout {
+            value: "(not UTF-8)".into(),
+        }
+        .into()),
+    }
 }
 
 /// Generate a key in the token or TPM `keyref` names (see [`open_key`]).
@@ -205,6 +226,12 @@ fn key_hint(e: &signer::Error) -> Option<String> {
             format!("or make a key there: certassert key generate --key tpm:handle={handle:#010x}")
         }
         E::Tpm(T::KeySizeRefused { .. }) => "--bits 2048".into(),
+        E::BadDeviceTimeout { .. } => format!("set by {DEVICE_TIMEOUT_ENV}"),
+        E::DeviceTimeout { .. } => {
+            format!(
+                "a device that is slow on purpose may get longer with {DEVICE_TIMEOUT_ENV}=SECONDS"
+            )
+        }
         _ => return None,
     })
 }

@@ -6,10 +6,12 @@
 //! the same variants whatever the features; a reference whose backend is not built in is
 //! [`Error::BackendMissing`].
 
+pub(crate) mod device;
 pub mod pkcs11;
 mod software;
 pub mod tpm;
 
+pub use device::{OpenOptions, DEFAULT_DEVICE_TIMEOUT};
 pub use software::{generate_software_key, SoftwareSigner};
 
 use crate::keyref::KeyRef;
@@ -206,6 +208,40 @@ pub enum Error {
     /// The backend has no place to store a certificate.
     #[error("this key's backend has no place to store a certificate (only pkcs11: and piv: tokens do); keep the certificate in a file instead")]
     StoreUnsupported,
+    /// A PKCS#11 token or a TPM did not answer within the device timeout
+    /// ([`OpenOptions::device_timeout`]); the call is left to finish on its own thread.
+    #[error("{device} did not {call} within {}: {advice}", device::seconds(after))]
+    DeviceTimeout {
+        /// The device: `the TPM at "TCTI"`, `the PKCS#11 module PATH`.
+        device: String,
+        /// What it did not do: `answer`, `return from C_Sign`.
+        call: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+        /// What to check.
+        advice: &'static str,
+    },
+    /// An earlier call to the device timed out and has not returned yet: this call was
+    /// not sent, so that it does not queue behind the stuck one.
+    #[error("{device} has still not returned from an earlier call that timed out; not waiting behind it: {advice}")]
+    DeviceStuck {
+        /// The device, as in [`Error::DeviceTimeout`].
+        device: String,
+        /// What to check.
+        advice: &'static str,
+    },
+    /// A device timeout given as text is not a number of seconds in range.
+    #[error("\"{value}\" is not a device timeout: give seconds, more than 0 and at most 86400 (e.g. 30 or 1.5)")]
+    BadDeviceTimeout {
+        /// The text given (its first 40 characters).
+        value: String,
+    },
+    /// No thread could be started for a bounded device call.
+    #[error("cannot start a thread for the device call: {source}")]
+    DeviceThread {
+        /// Why.
+        source: std::io::Error,
+    },
     /// The PKCS#11 backend failed; the cryptoki error, if any, is the source.
     #[error(transparent)]
     Pkcs11(#[from] pkcs11::Pkcs11Error),
@@ -223,15 +259,63 @@ pub enum Error {
 /// The key cannot be found, read, unlocked or used for Entra (not RSA, under 2048 bits),
 /// or its backend is not part of this build ([`Error::BackendMissing`]).
 pub fn open(key: &KeyRef, callbacks: &dyn Callbacks) -> Result<Box<dyn Signer>, Error> {
+    open_with(key, callbacks, &OpenOptions::default())
+}
+
+/// [`open`] with options: the device timeout that bounds each signature in a token or
+/// TPM (default [`DEFAULT_DEVICE_TIMEOUT`], 30 s). A PKCS#11 or TPM signer returned
+/// here fails with [`Error::DeviceTimeout`] when the device does not answer in time,
+/// and with [`Error::DeviceStuck`] while that call has not returned; key files sign in
+/// process and are not bounded. Opening a TPM key (connecting, loading it) is bounded
+/// too; opening a PKCS#11 key (loading the module, logging in, which may ask for a PIN
+/// through `callbacks`) is not.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with(
+    key: &KeyRef,
+    callbacks: &dyn Callbacks,
+    options: &OpenOptions,
+) -> Result<Box<dyn Signer>, Error> {
     match key {
         KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file_with(
             path,
             password.as_ref(),
             callbacks,
         )?)),
-        KeyRef::Pkcs11(uri) => open_pkcs11(uri, callbacks),
-        KeyRef::Tpm(uri) => open_tpm(uri, callbacks),
+        KeyRef::Pkcs11(_) | KeyRef::Tpm(_) => {
+            let signer = match key {
+                KeyRef::Pkcs11(uri) => open_pkcs11(uri, callbacks)?,
+                KeyRef::Tpm(uri) => open_tpm(uri, callbacks, options)?,
+                KeyRef::File { .. } => unreachable!("matched above"),
+            };
+            Ok(bounded(key, signer, options))
+        }
     }
+}
+
+/// Wrap a hardware signer so that each of its device calls is bounded.
+fn bounded(key: &KeyRef, signer: Box<dyn Signer>, options: &OpenOptions) -> Box<dyn Signer> {
+    let device = match key {
+        KeyRef::Tpm(uri) => device::Device::Tpm {
+            tcti: uri.tcti.clone(),
+        },
+        KeyRef::Pkcs11(uri) => device::Device::Pkcs11 {
+            module: pkcs11_module_name(uri),
+        },
+        KeyRef::File { .. } => return signer,
+    };
+    Box::new(device::BoundedSigner::new(signer, device, options))
+}
+
+#[cfg(feature = "pkcs11")]
+fn pkcs11_module_name(uri: &crate::keyref::Pkcs11Uri) -> String {
+    pkcs11::module_path(uri).map_or_else(|| "(default)".into(), |p| p.display().to_string())
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn pkcs11_module_name(uri: &crate::keyref::Pkcs11Uri) -> String {
+    uri.module_path.clone().unwrap_or_default()
 }
 
 /// Generate an RSA key pair of `bits` (2048, 3072 or 4096) inside the token or TPM a
@@ -258,8 +342,16 @@ pub fn generate(
             advice: "generate PIV keys with the card's own tool (ykman piv keys generate --algorithm RSA2048 9c …), then use piv:9c",
         }),
         _ if !matches!(bits, 2048 | 3072 | 4096) => Err(Error::UnsupportedKeySize { bits }),
-        KeyRef::Pkcs11(uri) => generate_pkcs11(uri, bits, label, callbacks),
-        KeyRef::Tpm(uri) => generate_tpm(uri, bits, callbacks),
+        KeyRef::Pkcs11(uri) => Ok(bounded(
+            key,
+            generate_pkcs11(uri, bits, label, callbacks)?,
+            &OpenOptions::default(),
+        )),
+        KeyRef::Tpm(uri) => Ok(bounded(
+            key,
+            generate_tpm(uri, bits, callbacks)?,
+            &OpenOptions::default(),
+        )),
     }
 }
 
@@ -312,8 +404,13 @@ fn generate_pkcs11(
 fn open_tpm(
     uri: &crate::keyref::TpmUri,
     callbacks: &dyn Callbacks,
+    options: &OpenOptions,
 ) -> Result<Box<dyn Signer>, Error> {
-    Ok(Box::new(tpm::TpmSigner::open(uri, callbacks)?))
+    Ok(Box::new(tpm::TpmSigner::open_with_timeout(
+        uri,
+        callbacks,
+        options.timeout(),
+    )?))
 }
 
 #[cfg(feature = "tpm")]
@@ -326,7 +423,11 @@ fn generate_tpm(
 }
 
 #[cfg(not(feature = "tpm"))]
-fn open_tpm(_: &crate::keyref::TpmUri, _: &dyn Callbacks) -> Result<Box<dyn Signer>, Error> {
+fn open_tpm(
+    _: &crate::keyref::TpmUri,
+    _: &dyn Callbacks,
+    _: &OpenOptions,
+) -> Result<Box<dyn Signer>, Error> {
     Err(Error::BackendMissing {
         what: "tpm:",
         feature: "tpm",
@@ -339,7 +440,7 @@ fn generate_tpm(
     _: usize,
     callbacks: &dyn Callbacks,
 ) -> Result<Box<dyn Signer>, Error> {
-    open_tpm(uri, callbacks)
+    open_tpm(uri, callbacks, &OpenOptions::default())
 }
 
 /// Verify a signature against a SubjectPublicKeyInfo. Used to check a backend's output

@@ -51,6 +51,17 @@ impl Swtpm {
         }
     }
 
+    /// Send a signal to swtpm (`-STOP` hangs it: connections stay open, nothing answers;
+    /// `-CONT` lets it go on).
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("swtpm is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} swtpm");
+    }
+
     /// Start a new swtpm on the same state directory and ports.
     pub fn restart(&mut self) {
         self.stop();

@@ -225,3 +225,133 @@ fn piv_layout_token_signs_through_slot_9c() {
         },
     );
 }
+
+/// Build the test-only hanging shim (tests/pkcs11/shim/hang.c) into `dir`: a PKCS#11
+/// module that forwards to SoftHSM2 and hangs in C_SignInit/C_Sign while a flag file
+/// exists.
+fn build_hang_shim(dir: &std::path::Path) -> std::path::PathBuf {
+    let so = dir.join("hang.so");
+    let out = std::process::Command::new("gcc")
+        .args([
+            "-shared",
+            "-fPIC",
+            "-Wall",
+            "-Werror",
+            "-I/usr/include/p11-kit-1",
+            "-o",
+        ])
+        .arg(&so)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/pkcs11/shim/hang.c"
+        ))
+        .arg("-ldl")
+        .output()
+        .expect("gcc is installed");
+    assert!(
+        out.status.success(),
+        "building the shim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    so
+}
+
+/// A module whose C_Sign never returns does not block the caller: the signature fails
+/// with the device timeout naming the module, later calls fail at once instead of
+/// queueing, and once the module returns the signer works again.
+#[test]
+fn a_module_that_hangs_in_c_sign_times_out_and_recovers() {
+    isolated(
+        "library::a_module_that_hangs_in_c_sign_times_out_and_recovers",
+        |hsm| hsm.keypairgen("app", "01", &[]),
+        |hsm| {
+            use std::time::{Duration, Instant};
+            let dir = tempdir();
+            let shim = build_hang_shim(dir.path());
+            let flag = dir.path().join("hang");
+            // This process runs this one test only (see `isolated`), on one thread.
+            std::env::set_var("CERTASSERT_SHIM_MODULE", MODULE);
+            std::env::set_var("CERTASSERT_SHIM_HANG_FILE", &flag);
+            let reference = format!(
+                "pkcs11:token={TOKEN};object=app?module-path={}&pin-source=file:{}",
+                shim.display(),
+                hsm.pin_file().display()
+            );
+
+            // Control: the backend alone, unbounded, hangs while the module does.
+            let raw = std::sync::Arc::new(open(&reference).expect("opens through the shim"));
+            raw.sign(Algorithm::Rs256, b"m").unwrap();
+            std::fs::write(&flag, b"").unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let hung = std::sync::Arc::clone(&raw);
+            std::thread::spawn(move || tx.send(hung.sign(Algorithm::Rs256, b"m").is_ok()));
+            assert!(
+                rx.recv_timeout(Duration::from_secs(2)).is_err(),
+                "the shim did not hang: the control is meaningless"
+            );
+            std::fs::remove_file(&flag).unwrap();
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+            drop(raw);
+
+            let options =
+                certassert::signer::OpenOptions::new().device_timeout(Duration::from_secs(1));
+            let signer = certassert::signer::open_with(
+                &reference.parse().unwrap(),
+                &certassert::secret::NoCallbacks,
+                &options,
+            )
+            .unwrap();
+            let sig = signer.sign(Algorithm::Ps256, b"before").unwrap();
+            common::rsa_crate_verify(signer.public_key_der(), Algorithm::Ps256, b"before", &sig)
+                .unwrap();
+            std::fs::write(&flag, b"").unwrap();
+            let start = Instant::now();
+            let err = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
+            let waited = start.elapsed();
+            assert!(
+                matches!(err, certassert::signer::Error::DeviceTimeout { .. }),
+                "{err:?}"
+            );
+            assert!(
+                waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+                "{waited:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the PKCS#11 module {} did not return from C_Sign within 1 s",
+                    shim.display()
+                )) && text.contains("touch the token if it asks, or check the device"),
+                "{text}"
+            );
+            let start = Instant::now();
+            let err = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
+            assert!(
+                matches!(err, certassert::signer::Error::DeviceStuck { .. }),
+                "{err:?}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_millis(500),
+                "did not fail fast"
+            );
+
+            std::fs::remove_file(&flag).unwrap();
+            // Each try is bounded by the 1 s timeout, which a loaded machine may exceed.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let sig = loop {
+                match signer.sign(Algorithm::Rs256, b"after") {
+                    Ok(sig) => break sig,
+                    Err(
+                        certassert::signer::Error::DeviceStuck { .. }
+                        | certassert::signer::Error::DeviceTimeout { .. },
+                    ) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("after the module returned: {e}"),
+                }
+            };
+            common::rsa_crate_verify(signer.public_key_der(), Algorithm::Rs256, b"after", &sig)
+                .unwrap();
+        },
+    );
+}

@@ -272,3 +272,42 @@ fn passwords_missing_handles_and_unreachable_tpms_fail_clearly() {
         "cannot connect to the TPM",
     );
 }
+
+/// Out of object slots (TPM_RC_OBJECT_MEMORY): the message says that other processes (or
+/// a killed one, on a TPM without a resource manager) may hold the slots and how to clear
+/// them — not that certassert leaks. swtpm without a resource manager has 3 slots.
+#[test]
+fn full_object_slots_say_who_may_hold_them() {
+    let tpm = Swtpm::start();
+    let dir = tempdir();
+    let key = dir.path().join("k.tss2.pem");
+    let uri = key_ref(&tpm, &format!("key={}", key.display()));
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    // Other processes fill the slots: tpm2-tools leaves each primary loaded on a raw TPM.
+    let ctx = dir.path().join("p.ctx");
+    let mut full = false;
+    for _ in 0..8 {
+        let out = tpm
+            .command("tpm2_createprimary")
+            .args(["-C", "o", "-G", "ecc", "-Q", "-c"])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "tpm2_createprimary never ran out of slots");
+    let err = open_err(&uri);
+    assert!(
+        err.contains("TPM_RC_OBJECT_MEMORY")
+            && err.contains("other processes may be holding")
+            && err.contains("tpm2_flushcontext -t"),
+        "{err}"
+    );
+    assert!(!err.contains("leaves transient objects"), "{err}");
+    tpm.flush_transients();
+    signs_both(&open(&uri), "after the slots were cleared");
+    assert_eq!(tpm.transient_handles(), Vec::<String>::new());
+}

@@ -1,6 +1,6 @@
-//! What a process leaves in the TPM: no transient objects after CLI runs or a SIGINT
-//! (checked against a control run without the hook), and a signer that reconnects after
-//! swtpm restarts.
+//! What a process leaves in the TPM: no transient objects after CLI runs, a SIGINT or a
+//! SIGKILL between signatures (a key file's object is loaded only around each signature),
+//! and a signer that reconnects after swtpm restarts.
 
 use crate::common::swtpm::Swtpm;
 use crate::common::{self, assert_verifies, openssl, s, tempdir, write};
@@ -119,6 +119,12 @@ fn child_holds_a_tpm_key_until_interrupted() {
     println!("ready");
     use std::io::Write as _;
     std::io::stdout().flush().unwrap();
+    if std::env::var_os("CERTASSERT_TEST_TPM_CHILD_IDLE").is_some() {
+        // Signed once; now wait (as for a token answer) holding the signer.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
     loop {
         let _ = signer.sign(Algorithm::Rs256, b"x");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -130,6 +136,17 @@ fn interrupt_child(
     tpm: &Swtpm,
     uri: &str,
     cleanup: bool,
+) -> (std::process::ExitStatus, Vec<String>) {
+    signal_child(tpm, uri, cleanup, "-INT")
+}
+
+/// Send `signal` (a `kill` option: `-INT`, `-KILL`) to a process that signs with the key
+/// between pauses; return how it ended and what is left loaded.
+fn signal_child(
+    tpm: &Swtpm,
+    uri: &str,
+    cleanup: bool,
+    signal: &str,
 ) -> (std::process::ExitStatus, Vec<String>) {
     use std::io::BufRead as _;
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -146,6 +163,10 @@ fn interrupt_child(
     .stderr(std::process::Stdio::null());
     if !cleanup {
         cmd.env("CERTASSERT_TEST_TPM_NO_CLEANUP", "1");
+    }
+    if signal == "-KILL" {
+        // Killed while it waits after signing, not in the middle of a signature.
+        cmd.env("CERTASSERT_TEST_TPM_CHILD_IDLE", "1");
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -164,7 +185,7 @@ fn interrupt_child(
         panic!("the child never became ready ({ready:?})");
     }
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -196,16 +217,29 @@ fn sigint_flushes_the_loaded_key() {
     let (status, left) = interrupt_child(&tpm, &uri, true);
     assert_eq!(status.signal(), Some(2), "ends as SIGINT would: {status:?}");
     assert_eq!(left, Vec::<String>::new(), "SIGINT left transient objects");
+}
 
-    // Control: without the hook the same interruption leaves the key loaded, so the
-    // assertion above is meaningful.
-    let (status, left) = interrupt_child(&tpm, &uri, false);
-    assert_eq!(status.signal(), Some(2), "{status:?}");
-    assert_eq!(
-        left.len(),
-        1,
-        "expected the key left loaded without the hook: {left:?}"
-    );
+/// A process killed outright (no hook can run) while it holds a key file's signer, between
+/// signatures: nothing of it stays loaded, because the key is loaded only around each
+/// signature. Without the hook, as programs with their own signal handling run.
+#[test]
+fn sigkill_between_signatures_leaves_no_transient_object() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tpm = Swtpm::start();
+    let dir = tempdir();
+    let key = dir.path().join("k.tss2.pem");
+    let uri = key_ref(&tpm, &format!("key={}", key.display()));
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    assert_eq!(tpm.transient_handles(), Vec::<String>::new());
+    for cleanup in [false, true] {
+        let (status, left) = signal_child(&tpm, &uri, cleanup, "-KILL");
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "SIGKILL left transient objects (hook installed: {cleanup})"
+        );
+    }
 }
 
 #[test]
@@ -249,4 +283,121 @@ fn reconnects_once_after_swtpm_restarts() {
     signs_both(&signer, "persistent before restart");
     tpm.restart();
     signs_both(&signer, "persistent after restart");
+}
+
+/// A stopped swtpm (SIGSTOP: the connection stays open and nothing answers) does not block
+/// a signature for ever: it fails with the device timeout, later calls fail at once
+/// instead of queueing, and once swtpm goes on the signer works again.
+#[test]
+fn a_stopped_swtpm_times_out_and_recovers() {
+    use std::time::{Duration, Instant};
+    let tpm = Swtpm::start();
+    let dir = tempdir();
+    let key = dir.path().join("k.tss2.pem");
+    let uri = key_ref(&tpm, &format!("key={}", key.display()));
+    drop(generate(&uri.parse().unwrap(), 2048, None).unwrap());
+    let keyref = uri.parse().unwrap();
+
+    // Control: the backend alone, unbounded, hangs on a stopped swtpm.
+    let raw = std::sync::Arc::new(open(&uri));
+    tpm.signal("-STOP");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = std::sync::Arc::clone(&raw);
+    std::thread::spawn(move || tx.send(hung.sign(Algorithm::Rs256, b"m").is_ok()));
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a stopped swtpm answered: the control is meaningless"
+    );
+    tpm.signal("-CONT");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+    drop(raw);
+
+    let options = signer::OpenOptions::new().device_timeout(Duration::from_secs(1));
+    let bounded = signer::open_with(&keyref, &certassert::secret::NoCallbacks, &options).unwrap();
+    signs_both(bounded.as_ref(), "before swtpm stopped");
+    tpm.signal("-STOP");
+    let start = Instant::now();
+    let err = bounded.sign(Algorithm::Rs256, b"m").unwrap_err();
+    let waited = start.elapsed();
+    assert!(
+        matches!(err, signer::Error::DeviceTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the TPM at \"{}\" did not answer within 1 s",
+            tpm.tcti()
+        )) && text.contains("is it running, or stopped?"),
+        "{text}"
+    );
+    let start = Instant::now();
+    let err = bounded.sign(Algorithm::Rs256, b"m").unwrap_err();
+    assert!(matches!(err, signer::Error::DeviceStuck { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "did not fail fast"
+    );
+
+    // Opening a key on the stopped swtpm is bounded too, in the library…
+    let start = Instant::now();
+    let err = signer::open_with(&keyref, &certassert::secret::NoCallbacks, &options).unwrap_err();
+    assert!(
+        matches!(err, signer::Error::DeviceTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    // …and in the command, with the timeout from CERTASSERT_DEVICE_TIMEOUT.
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args(["assertion", "--key", &uri, "--tenant", "t", "--client-id"])
+        .arg(common::CLIENT_ID)
+        .current_dir(dir.path())
+        .env_remove("TSS2_LOG")
+        .env_remove("CERTASSERT_KEY")
+        .env_remove("CERTASSERT_CERT")
+        .env("CERTASSERT_DEVICE_TIMEOUT", "1.5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the TPM at \"{}\" did not answer within 1.5 s",
+            tpm.tcti()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    tpm.signal("-CONT");
+    // The stuck call returns, then signatures work again. Each try is itself bounded by
+    // the 1 s timeout, which a loaded machine may exceed: retry until a deadline.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let sig = loop {
+        match bounded.sign(Algorithm::Rs256, b"after") {
+            Ok(sig) => break sig,
+            Err(signer::Error::DeviceStuck { .. } | signer::Error::DeviceTimeout { .. })
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("after SIGCONT: {e} ({e:?})"),
+        }
+    };
+    common::rsa_crate_verify(bounded.public_key_der(), Algorithm::Rs256, b"after", &sig).unwrap();
+    drop(bounded);
+    assert_eq!(tpm.transient_handles(), Vec::<String>::new());
 }

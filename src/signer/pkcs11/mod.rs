@@ -37,6 +37,13 @@ pub use crate::keyref::Pkcs11Uri;
 
 use std::path::PathBuf;
 
+/// The module a reference names, as opening it would resolve it (for messages), if it
+/// can be found.
+#[cfg(feature = "pkcs11")]
+pub(crate) fn module_path(uri: &Pkcs11Uri) -> Option<PathBuf> {
+    module::resolve(uri).ok()
+}
+
 /// A backend error kept as the source (a `cryptoki::error::Error`, which records the C
 /// function that failed); reach it with `downcast_ref`.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -102,6 +102,14 @@ pub(crate) fn is_key_gone(e: &tss_esapi::Error) -> bool {
     matches!(tpm_code(e), Some(RC_HANDLE | RC_REFERENCE_H0))
 }
 
+/// TPM_RC_OBJECT_MEMORY: no free transient object slot.
+pub(crate) const RC_OBJECT_MEMORY: u32 = 0x902;
+
+/// Whether the TPM is out of transient object slots.
+pub(crate) fn is_object_memory(e: &tss_esapi::Error) -> bool {
+    tpm_code(e) == Some(RC_OBJECT_MEMORY)
+}
+
 /// Whether the TPM rejected a password.
 pub(crate) fn is_auth_failure(e: &tss_esapi::Error) -> bool {
     matches!(tpm_code(e), Some(RC_AUTH_FAIL | RC_BAD_AUTH))
@@ -128,7 +136,7 @@ pub(crate) fn describe(e: &tss_esapi::Error) -> String {
             0x085 => "TPM_RC_HIERARCHY: the hierarchy is disabled".into(),
             0x09c => "TPM_RC_KEY: the key is not usable".into(),
             0x09f => "TPM_RC_INTEGRITY: the key blob does not belong to this TPM or parent".into(),
-            0x902 => "TPM_RC_OBJECT_MEMORY: no free object slot (something leaves transient objects loaded; tpm2_flushcontext -t)".into(),
+            RC_OBJECT_MEMORY => "TPM_RC_OBJECT_MEMORY: the TPM has no free object slot: other processes may be holding its transient slots (or, on a TPM without a resource manager, a process killed while it held a key left its object loaded); `tpm2_getcap handles-transient` lists them and `tpm2_flushcontext -t` clears them once nothing is using them".into(),
             0x14c => "TPM_RC_NV_DEFINED: the handle is in use".into(),
             0x16b => "TPM_RC_NV_SPACE: no room for another persistent object".into(),
             code => format!("TPM error {:#x} ({e})", code),
