@@ -257,6 +257,66 @@ fn pin_pasted_as_piv_pin_source_is_not_echoed() {
     assert_no_canary("piv pin-source=PIN", f.assertion(&key), &[PIN]);
 }
 
+/// A SoftHSM2 token with key "app", provisioned by softhsm/provision.sh in the temp
+/// dir; the PIN it was given is never a marker, so every marker PIN is a wrong one and
+/// the login really fails (`CKR_PIN_INCORRECT`).
+#[cfg(feature = "pkcs11")]
+fn softhsm(f: &Files) -> (String, PathBuf) {
+    let dir = f.path("hsm");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm/provision.sh"))
+        .arg(&dir)
+        .args([
+            "--key",
+            "app",
+            "--certassert",
+            env!("CARGO_BIN_EXE_certassert"),
+        ])
+        .output()
+        .expect("run softhsm/provision.sh");
+    assert!(
+        out.status.success(),
+        "provision.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        "pkcs11:token=certassert;object=app?module-path=/usr/lib/softhsm/libsofthsm2.so".into(),
+        dir.join("softhsm2.conf"),
+    )
+}
+
+#[cfg(feature = "pkcs11")]
+#[test]
+fn wrong_pin_at_login_is_not_echoed() {
+    let f = Files::new();
+    let (uri, conf) = softhsm(&f);
+    let file = f.secret_file("wrong-pin", PIN);
+    for (case, key, env) in [
+        ("wrong pin-value=", format!("{uri}&pin-value={PIN}"), None),
+        (
+            "wrong pin-source=file:",
+            format!("{uri}&pin-source=file:{file}"),
+            None,
+        ),
+        (
+            "wrong pin-source=env:",
+            format!("{uri}&pin-source=env:CANARY_PIN"),
+            Some(PIN),
+        ),
+    ] {
+        let mut cmd = f.assertion(&key);
+        cmd.env("SOFTHSM2_CONF", &conf);
+        if let Some(pin) = env {
+            cmd.env("CANARY_PIN", pin);
+        }
+        let out = assert_no_canary(case, cmd, &[PIN]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.to_lowercase().contains("pin"),
+            "{case}: not the login failure: {stderr}"
+        );
+    }
+}
+
 // ---- Passwords ------------------------------------------------------------------------
 
 #[test]
