@@ -311,7 +311,7 @@ fn wrong_pin_at_login_is_not_echoed() {
         let out = assert_no_canary(case, cmd, &[PIN]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.to_lowercase().contains("pin"),
+            stderr.contains("rejected the PIN"),
             "{case}: not the login failure: {stderr}"
         );
     }
@@ -423,6 +423,76 @@ fn tpm_parent_auth_pasted_as_source_is_not_echoed() {
         f.assertion(&key),
         &[TPM_AUTH],
     );
+}
+
+/// swtpm, as the TPM tests start it (one per test, killed on drop).
+#[cfg(feature = "tpm")]
+#[allow(dead_code)]
+#[path = "common/swtpm.rs"]
+mod swtpm;
+
+/// A persistent TPM key whose password is never a marker: every marker password is a
+/// wrong one, and the TPM refuses the signature (`TPM_RC_AUTH_FAIL`).
+#[cfg(feature = "tpm")]
+#[test]
+fn wrong_tpm_password_at_signing_is_not_echoed() {
+    let f = Files::new();
+    let tpm = swtpm::Swtpm::start();
+    tpm.tpm2_tools_persistent_key_with_password(
+        f.dir.path(),
+        "0x81000001",
+        "rsa2048",
+        None,
+        Some("the-right-password"),
+    );
+    let base = format!("tpm:handle=0x81000001?tcti={}", tpm.tcti());
+    // Its certificate, made with the right password, so the runs below reach the signature.
+    let mut create = f.certassert();
+    create
+        .args([
+            "cert",
+            "create",
+            "--key",
+            &format!("{base}&auth-source=env:RIGHT"),
+        ])
+        .args(["--subject", "CN=canary-tpm", "--out", f.s("tpm.cert.pem")])
+        .env("RIGHT", "the-right-password");
+    let out = create.output().expect("cert create");
+    assert!(
+        out.status.success(),
+        "cert create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = f.secret_file("wrong-auth", TPM_AUTH);
+    for (case, key, env) in [
+        (
+            "wrong auth-value=",
+            format!("{base}&auth-value={TPM_AUTH}"),
+            None,
+        ),
+        (
+            "wrong auth-source=file:",
+            format!("{base}&auth-source=file:{file}"),
+            None,
+        ),
+        (
+            "wrong auth-source=env:",
+            format!("{base}&auth-source=env:CANARY_AUTH"),
+            Some(TPM_AUTH),
+        ),
+    ] {
+        let mut cmd = f.assertion(&key);
+        cmd.args(["--cert", f.s("tpm.cert.pem")]);
+        if let Some(auth) = env {
+            cmd.env("CANARY_AUTH", auth);
+        }
+        let out = assert_no_canary(case, cmd, &[TPM_AUTH]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("TPM_RC_AUTH_FAIL"),
+            "{case}: not the authorization failure: {stderr}"
+        );
+    }
 }
 
 // ---- Assertions -----------------------------------------------------------------------
