@@ -355,6 +355,54 @@ fn password_value_with_a_bad_percent_escape_is_not_echoed() {
     assert_no_canary("password-value=…%ZZ", f.assertion(&key), &[PASSWORD]);
 }
 
+/// Every command that opens a key, with a wrong password from the environment.
+#[test]
+fn wrong_key_file_password_is_not_echoed_by_any_command() {
+    let f = Files::new();
+    let key = format!("file:{}?password-source=env:CANARY_PW", f.s("app.enc.pem"));
+    let common = ["--key", key.as_str(), "--cert", f.s("app.cert.pem")];
+    let ids = ["--tenant", TENANT, "--client-id", CLIENT];
+    let url = "http://127.0.0.1:9/t/oauth2/v2.0/token";
+    let runs: [(&str, Vec<&str>); 5] = [
+        ("assertion", [&["assertion"][..], &common, &ids].concat()),
+        (
+            "token",
+            [
+                &["token"][..],
+                &common,
+                &ids,
+                &["--scope", SCOPE, "--token-url", url, "--no-cache"],
+            ]
+            .concat(),
+        ),
+        (
+            "doctor",
+            [&["doctor"][..], &common, &ids, &["--token-url", url]].concat(),
+        ),
+        (
+            "cert create",
+            [
+                &["cert", "create"][..],
+                &[
+                    "--key",
+                    key.as_str(),
+                    "--subject",
+                    "CN=x",
+                    "--out",
+                    f.s("new.cert.pem"),
+                ],
+            ]
+            .concat(),
+        ),
+        ("cert show", [&["cert", "show"][..], &common].concat()),
+    ];
+    for (case, args) in runs {
+        let mut cmd = f.certassert();
+        cmd.args(args).env("CANARY_PW", PASSWORD);
+        assert_no_canary(case, cmd, &[PASSWORD]);
+    }
+}
+
 #[test]
 fn azure_client_certificate_password_is_not_echoed() {
     let f = Files::new();
