@@ -37,7 +37,8 @@ fn exercise(cert: &Certificate) {
         cert.key_usage(),
         cert.is_ca(),
         cert.is_self_issued(),
-        cert.check_validity(1_700_000_000).map_err(|e| e.to_string()),
+        cert.check_validity(1_700_000_000)
+            .map_err(|e| e.to_string()),
         cert.manifest_entry(Some("fuzz")),
     );
 }

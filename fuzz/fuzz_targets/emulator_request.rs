@@ -17,7 +17,8 @@
 use certassert::cert::{create_self_signed, Certificate};
 use certassert::emulator::{self, App, Config, Running};
 use certassert::encoding::b64url;
-use certassert::{Algorithm, Signer as _, SoftwareSigner};
+use certassert::signer::SoftwareSigner;
+use certassert::{Algorithm, Signer as _};
 use libfuzzer_sys::fuzz_target;
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
@@ -116,7 +117,10 @@ fn signed(f: &Fixture, pick: u8, claims: &[u8]) -> String {
             "{{\"alg\":\"PS256\",\"typ\":\"JWT\",\"x5t#S256\":\"{}\"}}",
             f.cert.x5t_s256()
         ),
-        1 => format!("{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5t\":\"{}\"}}", f.cert.x5t()),
+        1 => format!(
+            "{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5t\":\"{}\"}}",
+            f.cert.x5t()
+        ),
         _ => format!(
             "{{\"alg\":\"PS256\",\"x5t#S256\":\"{}\",\"x5t#S256\":\"{}\"}}",
             f.cert.x5t_s256(),
@@ -134,11 +138,21 @@ fn signed(f: &Fixture, pick: u8, claims: &[u8]) -> String {
     static JTI: AtomicU64 = AtomicU64::new(0);
     let now = certassert::encoding::unix_now();
     let claims = String::from_utf8_lossy(claims)
-        .replace("@AUD@", &format!("http://{}/fuzz-tenant/oauth2/v2.0/token", f.addr))
+        .replace(
+            "@AUD@",
+            &format!("http://{}/fuzz-tenant/oauth2/v2.0/token", f.addr),
+        )
         .replace("@NOW@", &now.to_string())
         .replace("@EXP@", &(now + 600).to_string())
-        .replace("@JTI@", &format!("fuzz-{}", JTI.fetch_add(1, Ordering::Relaxed)));
-    let input = format!("{}.{}", b64url(header.as_bytes()), b64url(claims.as_bytes()));
+        .replace(
+            "@JTI@",
+            &format!("fuzz-{}", JTI.fetch_add(1, Ordering::Relaxed)),
+        );
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(claims.as_bytes())
+    );
     let signature = f.signer.sign(alg, input.as_bytes()).expect("sign");
     format!("{input}.{}", b64url(&signature))
 }

@@ -5,7 +5,8 @@
 
 use certassert::cert::{create_self_signed, Certificate};
 use certassert::inspect::{self, Expect};
-use certassert::{jws, Algorithm, SoftwareSigner};
+use certassert::signer::SoftwareSigner;
+use certassert::{jws, Algorithm};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -7,7 +7,7 @@
 
 use certassert::public_key::pem;
 use certassert::secret::SecretSource;
-use certassert::SoftwareSigner;
+use certassert::signer::SoftwareSigner;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -26,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
     };
     match text.parse::<KeyRef>() {
         Ok(key) => {
-            let _ = (key.to_string(), format!("{key:?}"), key.warnings(), key.backend());
+            let _ = (
+                key.to_string(),
+                format!("{key:?}"),
+                key.warnings(),
+                key.backend(),
+            );
         }
         Err(e) => {
             let _ = chain(&e);

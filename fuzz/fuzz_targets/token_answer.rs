@@ -52,7 +52,14 @@ fuzz_target!(|data: &[u8]| {
         // Debug must not depend on the secrets at all.
         let mut blank = token.clone();
         blank.access_token = Secret::new(String::new());
-        blank.refresh_token = token.refresh_token.as_ref().map(|_| Secret::new(String::new()));
-        assert_eq!(format!("{token:?}"), format!("{blank:?}"), "a token's Debug shows a secret");
+        blank.refresh_token = token
+            .refresh_token
+            .as_ref()
+            .map(|_| Secret::new(String::new()));
+        assert_eq!(
+            format!("{token:?}"),
+            format!("{blank:?}"),
+            "a token's Debug shows a secret"
+        );
     }
 });

@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     match TssKey::from_file_bytes(data) {
         Ok(key) => {
             let der = key.to_der();
-            let again = TssKey::from_der(&der).expect("a key this parser read writes back readable");
+            let again =
+                TssKey::from_der(&der).expect("a key this parser read writes back readable");
             assert_eq!(again.public_area(), key.public_area());
             assert_eq!(again.private_area(), key.private_area());
             let _ = key.to_pem();
