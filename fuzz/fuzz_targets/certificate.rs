@@ -22,7 +22,20 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
+/// Known crash, not fixed yet (reported to the lead; the input is
+/// fuzz/regressions/certificate/keyusage-bit-string-underflow.der): `key_usage` hands a
+/// keyUsage BIT STRING whose unused-bits count exceeds its length to picky-asn1's
+/// `BitString::is_set`, which underflows (`get_num_bits`) and panics. Skipped unless
+/// CERTASSERT_FUZZ_KNOWN is set (ci/fuzz.sh sets it to replay fuzz/regressions/), so the
+/// rest of the parser is still fuzzed. Delete the condition once the fix is merged.
+fn known_crashes_too() -> bool {
+    std::env::var_os("CERTASSERT_FUZZ_KNOWN").is_some()
+}
+
 fn exercise(cert: &Certificate) {
+    if known_crashes_too() {
+        let _ = cert.key_usage();
+    }
     let _ = (
         cert.to_pem(),
         cert.thumbprint_hex(),
@@ -34,7 +47,6 @@ fn exercise(cert: &Certificate) {
         cert.serial_hex(),
         cert.not_before(),
         cert.not_after(),
-        cert.key_usage(),
         cert.is_ca(),
         cert.is_self_issued(),
         cert.check_validity(1_700_000_000)
