@@ -38,6 +38,11 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
+        // SAFETY: setting a signal's disposition to SIG_IGN, once, before any connection.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let pkcs8 = certassert::signer::generate_software_key(2048).expect("keygen");
         let signer = SoftwareSigner::from_pkcs8_der(&pkcs8).expect("signer");
         let now = certassert::encoding::unix_now();
