@@ -6,10 +6,9 @@
 //! and no marker may appear in stdout or stderr. certassert starts no child process on
 //! these paths, so there is no child argv to check; its own argv is the caller's.
 //!
-//! Each case is its own `#[test]`. Cases that leak today carry
-//! `#[ignore = "issue 14 item N: …"]` naming the item whose branch fixes them: run them
-//! with `cargo test --test canaries -- --include-ignored` after that merge, and drop
-//! the `ignore`. A leak names the case, the marker and the line it appeared on.
+//! Each case is its own `#[test]`; a leak names the case, the marker and the line it
+//! appeared on. Eight of them leaked before issue 14's item-2 fixes (an echoed pasted
+//! PIN or password, an access token printed with a malformed `expires_in`).
 
 use certassert::cert::Certificate;
 use certassert::emulator::{self, App, Config, Running};
@@ -242,7 +241,6 @@ fn pin_source_env_contents_are_not_echoed() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: a PIN pasted into pin-source= is echoed in the error (fixed on the item-2 branch; merge pending)"]
 fn pin_pasted_as_pin_source_is_not_echoed() {
     let f = Files::new();
     let key = format!("{PKCS11}&pin-source={PIN}");
@@ -250,7 +248,6 @@ fn pin_pasted_as_pin_source_is_not_echoed() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: a PIN pasted into pin-source= is echoed in the error (fixed on the item-2 branch; merge pending)"]
 fn pin_pasted_as_piv_pin_source_is_not_echoed() {
     let f = Files::new();
     let key = format!("piv:9a?module-path=/nonexistent/libykcs11.so&pin-source={PIN}");
@@ -414,7 +411,6 @@ fn azure_client_certificate_password_is_not_echoed() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: a password pasted into password-source= is echoed in the error (fixed on the item-2 branch; merge pending)"]
 fn password_pasted_as_password_source_is_not_echoed() {
     let f = Files::new();
     let key = format!("file:{}?password-source={PASSWORD}", f.s("app.enc.pem"));
@@ -451,7 +447,6 @@ fn tpm_auth_source_env_is_not_echoed() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: a TPM password pasted into auth-source= is echoed in the error (fixed on the item-2 branch; merge pending)"]
 fn tpm_auth_pasted_as_auth_source_is_not_echoed() {
     let f = Files::new();
     let key = format!("tpm:key={}?auth-source={TPM_AUTH}", f.s("missing.tss2.pem"));
@@ -459,7 +454,6 @@ fn tpm_auth_pasted_as_auth_source_is_not_echoed() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: a TPM password pasted into parent-auth-source= is echoed in the error (fixed on the item-2 branch; merge pending)"]
 fn tpm_parent_auth_pasted_as_source_is_not_echoed() {
     let f = Files::new();
     let key = format!(
@@ -706,7 +700,6 @@ const MALFORMED_EXPIRY: &str = concat!(
 );
 
 #[test]
-#[ignore = "issue 14 item 2: a 200 answer with a malformed expires_in is printed with its access_token (fixed on the item-2 branch; merge pending)"]
 fn token_answer_with_bad_expiry_is_not_echoed_by_token() {
     let f = Files::new();
     let url = answering("200 OK", MALFORMED_EXPIRY);
@@ -720,7 +713,6 @@ fn token_answer_with_bad_expiry_is_not_echoed_by_token() {
 }
 
 #[test]
-#[ignore = "issue 14 item 2: doctor prints a 200 answer with a malformed expires_in, access_token included (fixed on the item-2 branch; merge pending)"]
 fn token_answer_with_bad_expiry_is_not_echoed_by_doctor() {
     let f = Files::new();
     let url = answering("200 OK", MALFORMED_EXPIRY);
@@ -748,7 +740,6 @@ fn token_answer_with_bad_expiry_is_not_echoed_by_doctor() {
 /// A success answer that is not JSON at all, starting with the token: the start of the
 /// body shown in the error must not carry it.
 #[test]
-#[ignore = "issue 14 item 2: the start of a non-JSON 200 answer is shown unredacted (fixed on the item-2 branch; merge pending)"]
 fn token_answer_that_is_not_json_is_not_echoed() {
     let f = Files::new();
     let url = answering("200 OK", r#"{"access_token":"CanaryAccessToken5tY1","#);
