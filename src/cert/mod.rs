@@ -7,6 +7,7 @@
 //! bytes to be signed.
 
 pub(crate) mod issue;
+mod key_usage;
 mod name;
 
 pub use issue::{create_csr, create_self_signed};
@@ -38,6 +39,17 @@ pub enum Error {
         path: String,
         /// picky's account of what is wrong.
         source: picky::x509::certificate::CertError,
+    },
+    /// An extension whose value is malformed: the certificate is refused, as openssl
+    /// refuses it.
+    #[error("{path}: not a valid X.509 certificate: its {name} extension is not a DER BIT STRING ({reason}); the certificate is malformed: have it issued again")]
+    Extension {
+        /// The file, or `certificate` for bytes from memory.
+        path: String,
+        /// The extension, e.g. `keyUsage`.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: &'static str,
     },
     /// A PEM file whose text cannot be read.
     #[error("{path}: {source}")]
@@ -160,6 +172,8 @@ impl Instead {
 pub struct Certificate {
     der: Vec<u8>,
     parsed: picky::x509::Cert,
+    /// keyUsage's bit names, decoded and checked when parsed.
+    key_usage: Option<Vec<&'static str>>,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -185,7 +199,25 @@ impl Certificate {
             path: path.to_string(),
             source,
         })?;
-        Ok(Self { der, parsed })
+        let key_usage = parsed
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.extn_value() {
+                picky_asn1_x509::extension::ExtensionView::KeyUsage(ku) => Some(ku),
+                _ => None,
+            })
+            .map(key_usage::names)
+            .transpose()
+            .map_err(|reason| Error::Extension {
+                path: path.to_string(),
+                name: "keyUsage",
+                reason,
+            })?;
+        Ok(Self {
+            der,
+            parsed,
+            key_usage,
+        })
     }
 
     /// Load a certificate file: PEM (one or more CERTIFICATE blocks, leaf first; other
@@ -305,32 +337,10 @@ impl Certificate {
         unix_of(&self.parsed.valid_not_after())
     }
 
-    /// Key usage bits by name, or `None` when the extension is absent (any use allowed).
+    /// Key usage bits by name in RFC 5280 order (`digitalSignature` … `decipherOnly`), or
+    /// `None` when the extension is absent (any use allowed).
     pub fn key_usage(&self) -> Option<Vec<&'static str>> {
-        self.parsed
-            .extensions()
-            .iter()
-            .find_map(|ext| match ext.extn_value() {
-                picky_asn1_x509::extension::ExtensionView::KeyUsage(ku) => {
-                    let names = [
-                        (ku.digital_signature(), "digitalSignature"),
-                        (ku.content_commitment(), "nonRepudiation"),
-                        (ku.key_encipherment(), "keyEncipherment"),
-                        (ku.data_encipherment(), "dataEncipherment"),
-                        (ku.key_agreement(), "keyAgreement"),
-                        (ku.key_cert_sign(), "keyCertSign"),
-                        (ku.crl_sign(), "cRLSign"),
-                    ];
-                    Some(
-                        names
-                            .iter()
-                            .filter(|(on, _)| *on)
-                            .map(|(_, n)| *n)
-                            .collect(),
-                    )
-                }
-                _ => None,
-            })
+        self.key_usage.clone()
     }
 
     /// Whether basicConstraints says this is a CA certificate.

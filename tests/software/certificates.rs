@@ -190,3 +190,83 @@ fn serials_print_as_openssl_prints_them() {
         assert_eq!(cert.serial_hex(), expected, "serial {serial}");
     }
 }
+
+/// keyUsage is read as openssl reads it, and a keyUsage value that is not a DER BIT
+/// STRING (openssl shows it as dots and refuses to load the fuzzer's input) is refused
+/// when the certificate is parsed, with the extension named — never a panic in
+/// `key_usage` (the fuzzer found one: fuzz/regressions/certificate/).
+#[test]
+fn key_usage_is_read_as_openssl_reads_it_and_a_malformed_one_is_refused() {
+    let dir = tempdir();
+    let key = genrsa(dir.path(), "k.pem", 2048);
+    let make = |i: usize, der_hex: &str| {
+        let path = dir.path().join(format!("ku{i}.pem"));
+        common::openssl(&[
+            "req",
+            "-x509",
+            "-key",
+            s(&key),
+            "-out",
+            s(&path),
+            "-subj",
+            "/CN=ku",
+            "-days",
+            "1",
+            "-addext",
+            &format!("2.5.29.15=critical,DER:{der_hex}"),
+        ]);
+        path
+    };
+    // Well-formed values: the names openssl prints, in its order.
+    for (i, (der_hex, names)) in [
+        ("03020780", vec!["digitalSignature"]),
+        ("030205a0", vec!["digitalSignature", "keyEncipherment"]),
+        ("03020106", vec!["keyCertSign", "cRLSign"]),
+        ("030100", vec![]),
+        ("0303070080", vec!["decipherOnly"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = make(i, der_hex);
+        let cert = &Certificate::load_chain(&path).unwrap_or_else(|e| panic!("{der_hex}: {e}"))[0];
+        assert_eq!(cert.key_usage(), Some(names), "keyUsage {der_hex}");
+    }
+    // Not a DER BIT STRING: no unused-bits byte, more than 7 unused bits, unused bits with
+    // no content, a padding bit set, another tag.
+    for (i, der_hex) in ["0300", "030108", "030107", "03020201", "0402ffff"]
+        .into_iter()
+        .enumerate()
+    {
+        let path = make(100 + i, der_hex);
+        let e = Certificate::load_chain(&path).expect_err(der_hex);
+        assert!(
+            matches!(
+                e,
+                cert::Error::Extension {
+                    name: "keyUsage",
+                    ..
+                }
+            ),
+            "{der_hex}: {e:?}"
+        );
+        assert_contains(&e, &["keyUsage", "BIT STRING"]);
+    }
+    // The fuzzer's input: an OCTET STRING where the BIT STRING belongs.
+    let der = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/certificate/keyusage-bit-string-underflow.der"),
+    )
+    .unwrap();
+    let e = Certificate::from_der(der).expect_err("the fuzzer's keyUsage");
+    assert!(
+        matches!(
+            e,
+            cert::Error::Extension {
+                name: "keyUsage",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
