@@ -14,8 +14,9 @@ set -euo pipefail
 # name from the script that needs it (ci/test.sh, ci/bench.sh, ci/demo.sh).
 # shellcheck disable=SC2034  # the lists are read through namerefs (GROUP_$name)
 {
-    # python3-jwt + python3-cryptography: PyJWT, the independent JWT verifier in tests/cli/
-    GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography)
+    # python3-jwt + python3-cryptography: PyJWT, the independent JWT verifier in tests/cli/;
+    # python3-venv: the environment tests/common/python.rs installs azure-identity and MSAL in
+    GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography python3-venv)
     GROUP_bench=(hyperfine)
     # Later backends (not installed by default; pass the group name to install them):
     GROUP_pkcs11=(softhsm2 opensc)

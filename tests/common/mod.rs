@@ -5,6 +5,7 @@
 //! and emulator fixtures are in [`softhsm`], [`swtpm`] and `emulator`.
 #![allow(dead_code)]
 pub mod conformance;
+pub mod python;
 pub mod swtpm;
 
 #[cfg(feature = "emulator")]
