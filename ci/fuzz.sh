@@ -5,7 +5,7 @@
 # priority. Prints executions, executions/s and crashes per target and exits 1 on any
 # new crash (the input is left in fuzz/artifacts/TARGET/).
 #   ci/fuzz.sh              # the CI step: 10 s per target
-#   ci/fuzz.sh 1800         # the long run: 30 min per target
+#   FUZZ_RUNS=10000000 ci/fuzz.sh 1800   # the long run: 10 M execs or 30 min per target
 #   ci/fuzz.sh 60 jwt keyref   # some targets only
 # On the stable toolchain RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass the nightly flags it
 # needs. The corpus grows in fuzz/corpus/TARGET (ignored by git), seeded from
@@ -51,7 +51,8 @@ for t in $targets; do
     before=$(count)
     status=0
     (cd fuzz && nice -n 19 cargo fuzz run $flags "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1) \
+        -max_total_time="$seconds" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} \
+        -timeout=20 -rss_limit_mb=2048 -print_final_stats=1) \
         >"$log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
