@@ -71,6 +71,9 @@ cargo test --doc
 step "cargo test --no-default-features --features cli (software-only tool)"
 cargo test --no-default-features --features cli --all-targets
 
+step "Fuzzing: every target built with ASan, its regressions replayed, 10 s each (ci/fuzz.sh)"
+ci/fuzz.sh 10
+
 step "cargo doc --no-deps (warnings denied; all features, then the library alone)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features
