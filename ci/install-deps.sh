@@ -15,8 +15,9 @@ set -euo pipefail
 # shellcheck disable=SC2034  # the lists are read through namerefs (GROUP_$name)
 {
     # python3-jwt + python3-cryptography: PyJWT, the independent JWT verifier in tests/cli/;
-    # python3-venv: the environment tests/common/python.rs installs azure-identity and MSAL in
-    GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography python3-venv)
+    # python3-venv: the environment tests/common/python.rs installs azure-identity and MSAL in;
+    # groff-base: tests/cli/generate.rs renders `certassert man` and fails on any groff warning
+    GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography python3-venv groff-base)
     GROUP_bench=(hyperfine)
     # Later backends (not installed by default; pass the group name to install them):
     GROUP_pkcs11=(softhsm2 opensc)

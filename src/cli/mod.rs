@@ -10,6 +10,7 @@ mod doctor;
 #[cfg(feature = "emulator")]
 mod emulator;
 mod flags;
+mod generate;
 mod inspect;
 mod key;
 mod prompt;
@@ -87,6 +88,13 @@ enum Command {
     /// The whole flow on this machine: key, certificate, emulator, token, timings
     #[cfg(feature = "emulator")]
     Demo,
+    /// Print shell completions (bash, zsh, fish, powershell) to standard output
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, certassert(1), as roff to standard output
+    #[command(
+        after_help = "Read it:    certassert man | man -l -\nInstall it: certassert man > /usr/local/share/man/man1/certassert.1"
+    )]
+    Man,
 }
 
 /// `--key`, shared by every command that signs.
@@ -340,6 +348,8 @@ pub fn main() -> ExitCode {
         Command::Emulator(args) => emulator::run(&args),
         #[cfg(feature = "emulator")]
         Command::Demo => demo::run(),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man => generate::man(),
     };
     match result {
         Ok(code) => code,

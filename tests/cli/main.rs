@@ -37,6 +37,7 @@ mod assertion;
 mod cases;
 mod certs;
 mod errors;
+mod generate;
 mod inputs;
 mod inspect;
 
