@@ -357,3 +357,37 @@ fn special_and_oversized_files_are_refused_typed() {
     let e = Certificate::load_chain(&big).unwrap_err();
     assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
 }
+
+/// A wrong password whose decryption happens to end in valid CBC padding (about one in
+/// 256) yields garbage that is not a PrivateKeyInfo: that is still a wrong password, not
+/// a corrupt file. openssl finds such a password (it then fails in ASN.1, not in "bad
+/// decrypt"), so the case is not left to chance.
+#[test]
+fn wrong_pkcs8_password_that_decrypts_to_garbage_is_a_wrong_password() {
+    let dir = tempdir();
+    let key = genrsa(dir.path(), "k.pem", 2048);
+    let enc = dir.path().join("e.pem");
+    encrypt_pkcs8(&key, &enc, "aes-128-cbc", "right", false);
+    let garbage = (0..5000)
+        .map(|i| format!("wrong{i}"))
+        .find(|candidate| {
+            let out = crate::common::openssl_output(&[
+                "pkcs8",
+                "-in",
+                s(&enc),
+                "-passin",
+                &format!("pass:{candidate}"),
+            ]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            !out.status.success() && !said.contains("bad decrypt")
+        })
+        .expect("a wrong password that decrypts with valid padding");
+    set_password("CERTASSERT_TEST_SW_P8_GARBAGE", &garbage);
+    let e = open(&format!(
+        "file:{}?password-source=env:CERTASSERT_TEST_SW_P8_GARBAGE",
+        s(&enc)
+    ))
+    .unwrap_err();
+    assert!(matches!(e, signer::Error::WrongPassword { .. }), "{e:?}");
+    assert_contains(&e, &["wrong password", s(&enc)]);
+}

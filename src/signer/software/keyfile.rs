@@ -338,7 +338,16 @@ impl Loader<'_> {
         let params = Pkcs12ParsingParams::default();
         let pfx = self.with_password(|pw| {
             let ctx = Pkcs12CryptoContext::new_with_password(pw)?;
-            Pfx::from_der(&wrapper, &ctx, &params)
+            Pfx::from_der(&wrapper, &ctx, &params).map_err(|e| match e {
+                // Without a MAC, a wrong password is caught by the CBC padding check 255
+                // times in 256; otherwise it decrypts to bytes that are no PrivateKeyInfo.
+                picky::pkcs12::Pkcs12Error::Key(picky::key::KeyError::Asn1Deserialization {
+                    ..
+                }) => picky::pkcs12::Pkcs12Error::Pbes2 {
+                    context: "the decrypted data is not a private key".into(),
+                },
+                e => e,
+            })
         })?;
         let mut keys = Vec::new();
         collect_bags(
