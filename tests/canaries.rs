@@ -4,7 +4,8 @@
 //! them (a literal `…-value=`, a `…-source=` file or variable, a secret pasted where a
 //! source belongs, a flag, `@FILE`, an environment variable, a token endpoint's answer),
 //! and no marker may appear in stdout or stderr. certassert starts no child process on
-//! these paths, so there is no child argv to check; its own argv is the caller's.
+//! these paths, so there is no child argv to check; its own argv is the caller's. Every
+//! case runs with `CERTASSERT_LOG=trace`, so the verbose logs are checked too.
 //!
 //! Each case is its own `#[test]`; a leak names the case, the marker and the line it
 //! appeared on. Eight of them leaked before issue 14's item-2 fixes (an echoed pasted
@@ -108,7 +109,10 @@ impl Files {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("CERTASSERT_CACHE_DIR", self.path("cache"));
+            .env("CERTASSERT_CACHE_DIR", self.path("cache"))
+            // Every event of certassert and of the crates it uses (ureq, cryptoki,
+            // tss-esapi) is shown: no secret may be in any of them either.
+            .env("CERTASSERT_LOG", "trace");
         cmd
     }
 

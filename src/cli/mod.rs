@@ -13,6 +13,7 @@ mod flags;
 mod generate;
 mod inspect;
 mod key;
+mod log;
 mod prompt;
 mod token;
 
@@ -62,6 +63,10 @@ Getting started:
 #[derive(Parser)]
 #[command(name = "certassert", version, about = ABOUT, long_about = LONG_ABOUT, max_term_width = 100)]
 struct Cli {
+    /// Say more on stderr: -v endpoints, attempts, cache and device, timings; -vv and
+    /// -vvv more still (or set CERTASSERT_LOG / RUST_LOG). Never a secret.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -337,6 +342,7 @@ pub fn write_new(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    log::init(cli.verbose);
     let result = match cli.command {
         Command::Key(cmd) => key::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),

@@ -145,6 +145,8 @@ impl HttpClient {
             let body = encode_form(&form()?);
             let last = attempt >= max;
             let backoff = self.options.backoff * 2u32.pow(attempt - 1);
+            let started = std::time::Instant::now();
+            tracing::debug!(url, attempt, max, "POST token request");
             let network = |e: &ureq::Error| Error::Network {
                 url: url.into(),
                 attempts: attempt,
@@ -157,12 +159,18 @@ impl HttpClient {
             {
                 Ok(r) => r,
                 Err(e) if !last && is_transient(&e) => {
-                    std::thread::sleep(backoff);
+                    let what = server_text(&detail(&e, &self.options), 200);
+                    retrying(&format!("{what} ({url})"), backoff, attempt, max);
                     continue;
                 }
                 Err(e) => return Err(network(&e)),
             };
             let status = response.status().as_u16();
+            tracing::debug!(
+                status,
+                ms = started.elapsed().as_millis() as u64,
+                "answer from the token endpoint"
+            );
             let content_type = response
                 .headers()
                 .get("content-type")
@@ -188,7 +196,12 @@ impl HttpClient {
                     })
                 }
                 Err(_) if !last => {
-                    std::thread::sleep(backoff);
+                    retrying(
+                        &format!("the answer from {url} broke off"),
+                        backoff,
+                        attempt,
+                        max,
+                    );
                     continue;
                 }
                 Err(e) => return Err(network(&e)),
@@ -207,7 +220,7 @@ impl HttpClient {
                     Some(s) => Duration::from_secs(s).max(backoff),
                     None => backoff,
                 };
-                std::thread::sleep(wait);
+                retrying(&format!("HTTP {status} from {url}"), wait, attempt, max);
                 continue;
             }
             return parse_answer(url, status, &bytes, content_type.as_deref(), now())
@@ -385,6 +398,26 @@ fn detail(e: &ureq::Error, options: &HttpOptions) -> String {
         ),
         ureq::Error::HostNotFound => "the host name does not resolve".into(),
         other => other.to_string(),
+    }
+}
+
+/// Say why attempt `attempt` of `max` failed and how long until the next (an `info`
+/// event: the CLI shows it on stderr), then wait.
+fn retrying(what: &str, wait: Duration, attempt: u32, max: u32) {
+    tracing::info!(
+        "{what}, retrying in {} (attempt {} of {max})",
+        seconds(wait),
+        attempt + 1
+    );
+    std::thread::sleep(wait);
+}
+
+/// A wait as people say it: "7 s", "0.5 s".
+fn seconds(wait: Duration) -> String {
+    if wait.subsec_millis() == 0 {
+        format!("{} s", wait.as_secs())
+    } else {
+        format!("{:.1} s", wait.as_secs_f64())
     }
 }
 

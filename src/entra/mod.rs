@@ -127,8 +127,11 @@ impl Client {
         let mut _lock = None;
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             match cache.get(key, unix_now()) {
-                Ok(Some(token)) => return Ok(cached(token)),
-                Ok(None) => {}
+                Ok(Some(token)) => {
+                    tracing::debug!(expires_on = token.expires_on, "token cache hit");
+                    return Ok(cached(token));
+                }
+                Ok(None) => tracing::debug!("token cache miss"),
                 Err(e) => warnings.push(e.to_string()),
             }
             // One process fetches, the others wait for its entry: at most one request
@@ -137,6 +140,7 @@ impl Client {
                 Ok(Some(lock)) => {
                     _lock = Some(lock);
                     if let Ok(Some(token)) = cache.get(key, unix_now()) {
+                        tracing::debug!("token cached by another process while this one waited");
                         let mut outcome = cached(token);
                         outcome.warnings = warnings;
                         return Ok(outcome);
@@ -159,8 +163,14 @@ impl Client {
         let (token, attempts) = self.http()?.post_token(
             &request.endpoint,
             || {
+                let started = std::time::Instant::now();
                 let jwt =
                     assertion::build(credential.signer, credential.chain, &params, unix_now())?;
+                tracing::debug!(
+                    alg = ?credential.alg,
+                    ms = started.elapsed().as_millis() as u64,
+                    "signed a client assertion"
+                );
                 Ok(request.form(&jwt))
             },
             unix_now,

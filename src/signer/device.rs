@@ -157,6 +157,9 @@ impl OpenOptions {
     }
 }
 
+/// How long a device call runs before an `info` event says it is being waited for.
+const NUDGE_AFTER: Duration = Duration::from_secs(1);
+
 /// Which kind of device a [`BoundedSigner`] talks to, for its messages.
 #[derive(Debug, Clone)]
 pub(crate) enum Device {
@@ -179,6 +182,14 @@ impl Device {
             (Self::Tpm { .. }, _) => "answer",
             (Self::Pkcs11 { .. }, Call::Sign) => "return from C_Sign",
             (Self::Pkcs11 { .. }, Call::Store) => "return from C_CreateObject",
+        }
+    }
+
+    /// The feedback line for a call still out after [`NUDGE_AFTER`].
+    fn waiting(&self) -> String {
+        match self {
+            Self::Tpm { .. } => format!("waiting for {}…", self.name()),
+            Self::Pkcs11 { .. } => "waiting for the token — touch it if it asks".to_string(),
         }
     }
 
@@ -279,6 +290,9 @@ impl BoundedSigner {
             return Err(Error::DeviceThread { source: e });
         }
         let deadline = Instant::now() + self.timeout;
+        // A call still out after NUDGE_AFTER gets one line of feedback (a token may be
+        // waiting for a touch).
+        let mut nudge = Some(Instant::now() + NUDGE_AFTER).filter(|at| *at < deadline);
         let mut slot = answer.slot.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Slot::Done(_) = *slot {
@@ -300,9 +314,14 @@ impl BoundedSigner {
                     advice: self.device.advice(),
                 });
             }
+            if nudge.is_some_and(|at| now >= at) {
+                nudge = None;
+                tracing::info!("{}", self.device.waiting());
+            }
+            let until = nudge.map_or(deadline, |at| at.min(deadline));
             slot = answer
                 .ready
-                .wait_timeout(slot, deadline - now)
+                .wait_timeout(slot, until - now)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|p| p.into_inner().0);
         }

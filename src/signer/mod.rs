@@ -277,21 +277,29 @@ pub fn open_with(
     callbacks: &dyn Callbacks,
     options: &OpenOptions,
 ) -> Result<Box<dyn Signer>, Error> {
-    match key {
-        KeyRef::File { path, password } => Ok(Box::new(SoftwareSigner::from_file_with(
+    let started = std::time::Instant::now();
+    let signer: Box<dyn Signer> = match key {
+        KeyRef::File { path, password } => Box::new(SoftwareSigner::from_file_with(
             path,
             password.as_ref(),
             callbacks,
-        )?)),
+        )?),
         KeyRef::Pkcs11(_) | KeyRef::Tpm(_) => {
             let signer = match key {
                 KeyRef::Pkcs11(uri) => open_pkcs11(uri, callbacks)?,
                 KeyRef::Tpm(uri) => open_tpm(uri, callbacks, options)?,
                 KeyRef::File { .. } => unreachable!("matched above"),
             };
-            Ok(bounded(key, signer, options))
+            bounded(key, signer, options)
         }
-    }
+    };
+    // The reference's Display leaves out secret-bearing attribute values.
+    tracing::debug!(
+        key = %key,
+        ms = started.elapsed().as_millis() as u64,
+        "opened the key"
+    );
+    Ok(signer)
 }
 
 /// Wrap a hardware signer so that each of its device calls is bounded.
@@ -305,6 +313,7 @@ fn bounded(key: &KeyRef, signer: Box<dyn Signer>, options: &OpenOptions) -> Box<
         },
         KeyRef::File { .. } => return signer,
     };
+    tracing::debug!(device = ?device, "device calls bounded by {:?}", options.timeout());
     Box::new(device::BoundedSigner::new(signer, device, options))
 }
 
@@ -342,16 +351,22 @@ pub fn generate(
             advice: "generate PIV keys with the card's own tool (ykman piv keys generate --algorithm RSA2048 9c …), then use piv:9c",
         }),
         _ if !matches!(bits, 2048 | 3072 | 4096) => Err(Error::UnsupportedKeySize { bits }),
-        KeyRef::Pkcs11(uri) => Ok(bounded(
-            key,
-            generate_pkcs11(uri, bits, label, callbacks)?,
-            &OpenOptions::default(),
-        )),
-        KeyRef::Tpm(uri) => Ok(bounded(
-            key,
-            generate_tpm(uri, bits, callbacks)?,
-            &OpenOptions::default(),
-        )),
+        KeyRef::Pkcs11(uri) => {
+            tracing::info!("generating RSA-{bits} in the token…");
+            Ok(bounded(
+                key,
+                generate_pkcs11(uri, bits, label, callbacks)?,
+                &OpenOptions::default(),
+            ))
+        }
+        KeyRef::Tpm(uri) => {
+            tracing::info!("generating RSA-{bits} in the TPM…");
+            Ok(bounded(
+                key,
+                generate_tpm(uri, bits, callbacks)?,
+                &OpenOptions::default(),
+            ))
+        }
     }
 }
 

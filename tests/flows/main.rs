@@ -16,6 +16,7 @@ mod errors;
 mod grants;
 mod hostile;
 mod http;
+mod verbose;
 
 use certassert::emulator::Running;
 use certassert::entra::{Credential, Grant, HttpOptions, Target, TokenRequest};

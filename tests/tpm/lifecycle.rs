@@ -4,7 +4,7 @@
 
 use crate::common::swtpm::Swtpm;
 use crate::common::{self, assert_verifies, openssl, s, tempdir, write};
-use crate::{cli_fails, cli_ok, generate, key_ref, open, signs_both, spki_of_pem};
+use crate::{certassert_cli, cli_fails, cli_ok, generate, key_ref, open, signs_both, spki_of_pem};
 use certassert::signer;
 use certassert::{Algorithm, Signer};
 use std::process::Command;
@@ -29,7 +29,14 @@ fn ten_cli_runs_with_a_key_file_leave_no_transient_objects() {
     assert_eq!(tpm.transient_handles(), Vec::<String>::new());
 
     let uri = key_ref(&tpm, "key=app.tss2.pem");
-    cli_ok(&tpm, d, &["key", "generate", "--key", &uri]);
+    let out = certassert_cli(&tpm, d, &["key", "generate", "--key", &uri]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "key generate failed: {said}");
+    // The slow step says what it is doing, first, on stderr (not a terminal here).
+    assert!(
+        said.starts_with("generating RSA-2048 in the TPM…\n"),
+        "{said}"
+    );
     cli_ok(
         &tpm,
         d,
