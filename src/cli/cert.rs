@@ -16,7 +16,7 @@ use std::process::ExitCode;
 pub enum CertCommand {
     /// Create a self-signed certificate for the key (signed inside the key's backend)
     #[command(
-        after_help = "Examples:\n  certassert cert create --key app.key.pem --subject \"CN=my-app,O=Contoso\" --out app.cert.pem\n  certassert cert create --key app.key.pem --subject CN=my-app --days 730 --alg PS256 --out app.cert.pem\n\nUpload the certificate (not the key) under App registrations > Certificates & secrets,\nor print a manifest entry with: certassert cert manifest --cert app.cert.pem"
+        after_help = "Examples:\n  certassert cert create --key app.key.pem --subject \"CN=my-app,O=Contoso\" --out app.cert.pem\n  certassert cert create --key app.key.pem --subject CN=my-app --days 730 --alg PS256 \\\n      --out app.cert.pem\n\nUpload the certificate (not the key) under App registrations > Certificates & secrets,\nor print a manifest entry with: certassert cert manifest --cert app.cert.pem"
     )]
     Create(CreateArgs),
     /// Create a PKCS#10 certificate signing request for the key, to have a CA sign it
@@ -26,7 +26,7 @@ pub enum CertCommand {
     Csr(CsrArgs),
     /// Show a certificate: the portal's hex thumbprint, x5t, x5t#S256, validity, key usage
     #[command(
-        after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key file:app.pfx?password-source=env:PFX_PASS\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together"
+        after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key 'file:app.pfx?password-source=env:PFX_PASS'\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together"
     )]
     Show(ShowArgs),
     /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph

@@ -18,7 +18,7 @@ Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
 
 Examples:
   certassert doctor --key app.key.pem --cert app.cert.pem
-  certassert doctor --key pkcs11:token=app;object=app --tenant T --client-id C")]
+  certassert doctor --key 'pkcs11:token=app;object=app' --tenant T --client-id C")]
 pub struct DoctorArgs {
     #[command(flatten)]
     key: KeyArg,

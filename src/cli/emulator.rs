@@ -15,8 +15,10 @@ clients trust the generated CA with --ca-file. GET /_emulator/requests lists the
 received (form bodies included: for tests only).
 
 Examples:
-  certassert emulator --listen 127.0.0.1:8400 --register 11111111-2222-3333-4444-555555555555=app.cert.pem
-  certassert emulator --listen 127.0.0.1:0 --register C=app.cert.pem --tls --ca-out ca.pem --fault 429 --fault 503")]
+  certassert emulator --listen 127.0.0.1:8400 \\
+      --register 11111111-2222-3333-4444-555555555555=app.cert.pem
+  certassert emulator --listen 127.0.0.1:0 --register C=app.cert.pem --tls --ca-out ca.pem \\
+      --fault 429 --fault 503")]
 pub struct EmulatorArgs {
     /// Address to listen on (loopback); port 0 picks a free one
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]

@@ -42,7 +42,7 @@ environment variables, to keep them out of argv.
 Examples:
   certassert token --key app.key.pem --cert app.cert.pem --tenant T --client-id C \\
       --scope https://graph.microsoft.com/.default
-  certassert token --key pkcs11:token=app;object=app --tenant T --client-id C \\
+  certassert token --key 'pkcs11:token=app;object=app' --tenant T --client-id C \\
       --resource https://vault.azure.net --format az
   certassert token --key app.key.pem --tenant T --client-id C --grant on-behalf-of \\
       --user-assertion @incoming.jwt --scope https://graph.microsoft.com/User.Read")]
