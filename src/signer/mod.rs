@@ -7,6 +7,7 @@
 //! [`Error::BackendMissing`].
 
 pub(crate) mod device;
+pub mod list;
 pub mod pkcs11;
 mod software;
 pub mod tpm;
@@ -201,6 +202,12 @@ pub enum Error {
         reference: String,
         /// How to make such a key instead.
         advice: &'static str,
+    },
+    /// [`list::list`] was given a key file: it holds one key, there is nothing to list.
+    #[error("{reference} is a key file, which holds one key: list the keys of a PKCS#11 module or token (pkcs11:…) or a TPM (tpm:…)")]
+    NothingToList {
+        /// The reference.
+        reference: String,
     },
     /// Software key generation or encoding failed.
     #[error("{0}")]

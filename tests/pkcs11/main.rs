@@ -11,6 +11,7 @@ mod common;
 
 mod cli;
 mod library;
+mod list;
 
 use certassert::signer::pkcs11::{Pkcs11Error, Pkcs11Signer};
 use certassert::Algorithm;

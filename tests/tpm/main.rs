@@ -16,6 +16,7 @@ mod algorithms;
 mod errors;
 mod keys;
 mod lifecycle;
+mod list;
 
 use certassert::keyref::KeyRef;
 use certassert::secret::NoCallbacks;

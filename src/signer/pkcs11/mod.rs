@@ -18,6 +18,8 @@
 //! [`Signer`](crate::signer::Signer), `manage` generates keys and stores certificates.
 
 #[cfg(feature = "pkcs11")]
+pub(crate) mod list;
+#[cfg(feature = "pkcs11")]
 mod manage;
 #[cfg(feature = "pkcs11")]
 mod module;

@@ -22,6 +22,8 @@ pub mod interrupt;
 #[cfg(feature = "tpm")]
 pub mod keyfile;
 #[cfg(feature = "tpm")]
+pub(crate) mod list;
+#[cfg(feature = "tpm")]
 mod sign;
 #[cfg(feature = "tpm")]
 mod signer;
