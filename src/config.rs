@@ -109,7 +109,7 @@ pub enum Error {
         /// The profile.
         profile: String,
         /// Why it does not parse (the reference is shown without its query).
-        source: KeyRefError,
+        source: Box<KeyRefError>,
     },
     /// A field has a value of the right type that is still wrong (an empty string, an
     /// algorithm certassert cannot sign with); `detail` says what to write instead.
@@ -349,7 +349,7 @@ fn check(
             let keyref: KeyRef = text.parse().map_err(|source| Error::Key {
                 at: location,
                 profile: name.to_string(),
-                source,
+                source: Box::new(source),
             })?;
             Some(rebase_key(keyref, base))
         }

@@ -37,7 +37,8 @@ fn parse_bits(s: &str) -> std::result::Result<usize, String> {
 
 pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
     let KeyCommand::Generate(args) = cmd;
-    let keyref = args.key.keyref()?;
+    let profile = args.key.profile()?;
+    let keyref = args.key.keyref(profile.as_ref())?;
     let path = match &keyref {
         KeyRef::File {
             path,
@@ -57,11 +58,15 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
             let spki = signer.public_key_der();
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
             eprintln!(
-                "made a {}-bit RSA key in {} (public key SHA-256 {})\nnext: certassert cert create --key '{}' --subject CN=my-app --out app.cert.pem",
+                "made a {}-bit RSA key in {} (public key SHA-256 {})\nnext: certassert cert create {} --subject CN=my-app --out app.cert.pem",
                 args.bits,
                 other.backend(),
                 certassert::encoding::hex(digest.as_ref(), false),
-                args.key.key.as_deref().unwrap_or("$CERTASSERT_KEY"),
+                match (&args.key.key, &profile) {
+                    (Some(key), _) => format!("--key '{key}'"),
+                    (None, Some(p)) if super::env("CERTASSERT_KEY").is_none() => format!("--profile '{}'", p.name),
+                    _ => "--key \"$CERTASSERT_KEY\"".to_string(),
+                },
             );
             return Ok(ExitCode::SUCCESS);
         }

@@ -18,6 +18,7 @@ mod token;
 pub use flags::{env, AppArgs, EndpointArgs};
 
 use certassert::cert::Certificate;
+use certassert::config::{Config, Profile};
 use certassert::keyref::KeyRef;
 use certassert::signer::{self, Signer};
 use clap::{Args, Parser, Subcommand};
@@ -46,6 +47,18 @@ Key references (--key, env CERTASSERT_KEY):
                     a YubiKey PIV slot through ykcs11 (RSA 2048: Entra rejects EC)
   tpm:key=/etc/certassert/app.tss2.pem   tpm:handle=0x81000001
                     a TPM 2.0 key file (tpm2-openssl format) or persistent handle
+
+Profiles (--profile NAME, env CERTASSERT_PROFILE) name a credential once, in
+$XDG_CONFIG_HOME/certassert/config.toml (else ~/.config/…, else /etc/certassert/config.toml,
+or --config PATH); relative paths in it are relative to its directory:
+  [profile.prod]
+  key = \"pkcs11:token=app;object=app?pin-source=file:/run/credentials/app/pin\"
+  cert = \"app.cert.pem\"
+  tenant = \"contoso.onmicrosoft.com\"
+  client_id = \"2f877daa-b6f5-42a3-8430-acf238b234e1\"
+  # also: authority_host, alg = \"PS256\", x5c = true, ca_file
+Flags and environment variables override a profile field by field:
+  certassert token --profile prod --scope https://graph.microsoft.com/.default
 
 Getting started:
   certassert key generate --key app.key.pem
@@ -89,19 +102,37 @@ enum Command {
     Demo,
 }
 
-/// `--key`, shared by every command that signs.
+/// `--key`, `--profile` and `--config`, shared by every command that takes a key.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArg {
     /// The key: a file path (at most 1 MiB), file:PATH?password-source=…, pkcs11:…, piv:SLOT or tpm:…
-    /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH]
+    /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH, else the profile's key]
     #[arg(long, value_name = "URI")]
     pub key: Option<String>,
+    /// Take key, cert, tenant, client_id, authority_host, alg, x5c and ca_file from
+    /// [profile.NAME] of the config file; flags and environment variables override it field by
+    /// field [env: CERTASSERT_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The config file of profiles; relative paths in it are relative to its directory
+    /// [default: $XDG_CONFIG_HOME/certassert/config.toml (~/.config/…), else
+    /// /etc/certassert/config.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 impl KeyArg {
-    /// The key reference from --key, CERTASSERT_KEY, or azure-identity's
-    /// AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD).
-    pub fn keyref(&self) -> Result<KeyRef> {
+    /// The profile `--profile` (else CERTASSERT_PROFILE) names, from `--config` or the
+    /// first config file found; `None` when no profile is named. The default config file
+    /// is not read unless a profile is named.
+    pub fn profile(&self) -> Result<Option<Profile>> {
+        load_profile(self.profile.as_deref(), self.config.as_deref())
+    }
+
+    /// The key reference from --key, CERTASSERT_KEY, azure-identity's
+    /// AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD), or the
+    /// profile's `key`.
+    pub fn keyref(&self, profile: Option<&Profile>) -> Result<KeyRef> {
         let text = match (&self.key, env("CERTASSERT_KEY"), env("AZURE_CLIENT_CERTIFICATE_PATH")) {
             (Some(k), _, _) => k.clone(),
             (None, Some(k), _) => k,
@@ -114,9 +145,13 @@ impl KeyArg {
                 }
                 return Ok(keyref);
             }
-            (None, None, None) => {
-                return Err("no key given: pass --key PATH|URI (or set CERTASSERT_KEY); make one with: certassert key generate --key app.key.pem".into())
-            }
+            (None, None, None) => match profile.and_then(|p| p.key.clone()) {
+                Some(keyref) => return Ok(keyref),
+                None => return Err(match profile {
+                    Some(p) => format!("no key given: profile \"{}\" has no key, and no --key (or CERTASSERT_KEY) was passed", p.name).into(),
+                    None => "no key given: pass --key PATH|URI (or set CERTASSERT_KEY, or name a profile with --profile); make one with: certassert key generate --key app.key.pem".into(),
+                }),
+            },
         };
         let keyref: KeyRef = text.parse()?;
         for w in keyref.warnings() {
@@ -126,8 +161,50 @@ impl KeyArg {
     }
 
     /// Open the key's signer, asking on the terminal for a secret no source supplies.
-    pub fn open(&self) -> Result<Box<dyn Signer>> {
-        Ok(open_key(&self.keyref()?)?)
+    pub fn open(&self, profile: Option<&Profile>) -> Result<Box<dyn Signer>> {
+        Ok(open_key(&self.keyref(profile)?)?)
+    }
+}
+
+/// The environment variable that names a profile when `--profile` is not given.
+pub const PROFILE_ENV: &str = "CERTASSERT_PROFILE";
+
+/// The profile `name` (else [`PROFILE_ENV`]) from `config` or the first config file
+/// found. `--config` without a profile is an error (the user meant to use it); no
+/// profile and no `--config` reads nothing.
+pub fn load_profile(
+    name: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> Result<Option<Profile>> {
+    let from_env = env(PROFILE_ENV);
+    let Some(name) = name.or(from_env.as_deref()) else {
+        if let Some(path) = config {
+            let config = Config::load(path).map_err(config_error)?;
+            let names: Vec<&str> = config.profiles().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "--config {}: choose a profile from it with --profile NAME (or set {PROFILE_ENV}); it has {}",
+                path.display(),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let Some(found) = Config::find(config).map_err(config_error)? else {
+        return Err(config_error(certassert::config::Error::NoConfig {
+            name: name.to_string(),
+            searched: certassert::config::search_paths(),
+        }));
+    };
+    Ok(Some(found.profile(name).map_err(config_error)?.clone()))
+}
+
+/// A config error with what to type about it.
+fn config_error(e: certassert::config::Error) -> Box<dyn std::error::Error> {
+    use certassert::config::Error as E;
+    match &e {
+        E::NoConfig { .. } => format!("{e}, or pass --config PATH").into(),
+        _ => e.into(),
     }
 }
 
@@ -236,16 +313,24 @@ fn key_hint(e: &signer::Error) -> Option<String> {
     })
 }
 
-/// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
-/// certificate stored with the key. The leaf is checked against the key before use.
+/// The certificate file to use: `--cert`, else CERTASSERT_CERT, else the profile's `cert`.
+pub fn cert_path(cert: Option<&PathBuf>, profile: Option<&Profile>) -> Option<PathBuf> {
+    cert.cloned()
+        .or_else(|| env("CERTASSERT_CERT").map(PathBuf::from))
+        .or_else(|| profile.and_then(|p| p.cert.clone()))
+}
+
+/// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT, or the
+/// profile's `cert`), else the certificate stored with the key. The leaf is checked
+/// against the key before use.
 pub fn resolve_chain(
     cert: Option<&PathBuf>,
+    profile: Option<&Profile>,
     signer: &dyn Signer,
     now: i64,
 ) -> Result<Vec<Certificate>> {
-    let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
-    let chain = match cert.or(from_env.as_ref()) {
-        Some(path) => Certificate::load_chain(path).map_err(cert::cert_error)?,
+    let chain = match cert_path(cert, profile) {
+        Some(path) => Certificate::load_chain(&path).map_err(cert::cert_error)?,
         None => match stored_chain(signer)? {
             Some(chain) => chain,
             None => {
@@ -369,6 +454,24 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_texts_example_profile_parses() {
+        let start = LONG_ABOUT.find("  [profile.prod]").unwrap();
+        let end = LONG_ABOUT.find("Flags and environment").unwrap();
+        let text: String = LONG_ABOUT[start..end]
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let config = Config::parse(&text, std::path::Path::new("/etc/certassert/config.toml"))
+            .expect("the example in --help is a valid config");
+        let p = config.profile("prod").unwrap();
+        assert!(matches!(p.key, Some(KeyRef::Pkcs11(_))));
+        assert_eq!(
+            p.cert.as_deref(),
+            Some(std::path::Path::new("/etc/certassert/app.cert.pem"))
+        );
+    }
 
     #[test]
     fn key_errors_get_their_flag_hint_at_the_edge() {
