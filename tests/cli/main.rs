@@ -40,6 +40,8 @@ mod common;
 mod assertion;
 mod cases;
 mod certs;
+#[cfg(feature = "emulator")]
+mod ecosystem;
 mod errors;
 mod inputs;
 mod inspect;
