@@ -150,7 +150,7 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
     let profile = common.key.profile()?;
     let keyref = common.key.keyref(profile.as_ref())?;
-    let signer = super::open_key(&keyref)?;
+    let signer = common.key.open_ref(&keyref)?;
     if args.store && !matches!(keyref, KeyRef::Pkcs11(_)) {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }

@@ -66,7 +66,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let profile = args.key.profile()?;
     let profile = profile.as_ref();
     let keyref = args.key.keyref(profile)?;
-    let signer = match super::open_key(&keyref) {
+    let signer = match args.key.open_ref(&keyref) {
         Ok(s) => {
             let algs: Vec<&str> = s.algorithms().iter().map(|a| a.as_str()).collect();
             r.line(

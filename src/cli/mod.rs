@@ -162,7 +162,65 @@ impl KeyArg {
 
     /// Open the key's signer, asking on the terminal for a secret no source supplies.
     pub fn open(&self, profile: Option<&Profile>) -> Result<Box<dyn Signer>> {
-        Ok(open_key(&self.keyref(profile)?)?)
+        self.open_ref(&self.keyref(profile)?)
+    }
+
+    /// Open `keyref` (from [`KeyArg::keyref`]); a key file named by
+    /// AZURE_CLIENT_CERTIFICATE_PATH whose password is missing or wrong gets a message
+    /// about AZURE_CLIENT_CERTIFICATE_PASSWORD, not about a key reference nobody wrote.
+    pub fn open_ref(&self, keyref: &KeyRef) -> Result<Box<dyn Signer>> {
+        open_key(keyref).map_err(|e| {
+            if self.from_azure_env() {
+                azure_password_error(e)
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Whether the key comes from azure-identity's AZURE_CLIENT_CERTIFICATE_PATH.
+    fn from_azure_env(&self) -> bool {
+        self.key.is_none()
+            && env("CERTASSERT_KEY").is_none()
+            && env("AZURE_CLIENT_CERTIFICATE_PATH").is_some()
+    }
+}
+
+/// A password error about the file AZURE_CLIENT_CERTIFICATE_PATH names, said in terms of
+/// AZURE_CLIENT_CERTIFICATE_PASSWORD; any other error as it is.
+fn azure_password_error(e: KeyError) -> Box<dyn std::error::Error> {
+    let message = match &e.error {
+        signer::Error::Secret { path, .. } => format!(
+            "AZURE_CLIENT_CERTIFICATE_PATH names {}, which is encrypted, and AZURE_CLIENT_CERTIFICATE_PASSWORD is not set: set it to the file's password (as for azure-identity)",
+            path.display()
+        ),
+        signer::Error::WrongPassword { path, detail } => format!(
+            "AZURE_CLIENT_CERTIFICATE_PATH names {}, and AZURE_CLIENT_CERTIFICATE_PASSWORD does not decrypt it ({detail}): set the file's password there",
+            path.display()
+        ),
+        _ => return e.into(),
+    };
+    Box::new(Reworded { message, error: e })
+}
+
+/// An error said another way; its own causes are kept, its text is not repeated.
+#[derive(Debug)]
+struct Reworded {
+    message: String,
+    error: KeyError,
+}
+
+impl std::fmt::Display for Reworded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Reworded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Below the signer error (whose text names a key-reference attribute the user
+        // did not write): what caused that, if anything.
+        std::error::Error::source(&self.error.error).and_then(|e| e.source())
     }
 }
 

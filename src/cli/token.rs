@@ -124,6 +124,13 @@ fn secret(flag: &Option<String>, var: &str, name: &str) -> Result<Option<Secret>
             None => return Ok(None),
         },
     };
+    if value.trim().is_empty() {
+        let given = match flag.as_deref().and_then(|v| v.strip_prefix('@')) {
+            Some(path) => format!("{name} @{path}: the file is empty"),
+            None => format!("{name}: the value is empty"),
+        };
+        return Err(format!("{given}; nothing was sent").into());
+    }
     Ok(Some(Secret::new(value)))
 }
 

@@ -251,3 +251,187 @@ fn with_no_tcti_the_default_search_says_what_it_tried() {
     );
     assert!(said.contains("TPM2TOOLS_TCTI"), "what to set: {said}");
 }
+
+// Messages that once named the wrong thing (issue 13 item 8).
+
+#[cfg(feature = "tpm")]
+#[test]
+fn a_tpm_key_password_off_a_terminal_names_auth_source() {
+    let tpm = super::common::swtpm::Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let made = format!(
+        "tpm:key=app.tss2.pem?tcti={}&auth-source=env:KEY_PASS",
+        tpm.tcti()
+    );
+    stdout_ok(
+        certassert(p)
+            .args(["key", "generate", "--key", &made])
+            .env("KEY_PASS", "Zq7canary-pass")
+            .output()
+            .unwrap(),
+    );
+    // The same key without auth-source=, and no terminal to ask on.
+    let key = format!("tpm:key=app.tss2.pem?tcti={}", tpm.tcti());
+    let said = fails_cmd(
+        certassert(p).args(["cert", "create", "--key", &key, "--subject", "CN=x"]),
+        "message-tpm-auth-no-terminal",
+        &redactions(p, &[]),
+    );
+    assert!(
+        said.contains("auth-source=") && !said.contains("password-source"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_pfx_from_azure_client_certificate_path_points_to_its_password_variable() {
+    let (_dir, p) = setup();
+    openssl(
+        &p,
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "k.pem",
+            "-in",
+            "c.pem",
+            "-out",
+            "app.pfx",
+            "-passout",
+            "pass:Zq7canary-pfx",
+        ],
+    );
+    let r = redactions(&p, &[]);
+    let run = |password: Option<&str>, name: &str| {
+        let mut c = certassert(&p);
+        c.args(["assertion", "--tenant", TENANT, "--client-id", CLIENT])
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", "app.pfx");
+        if let Some(pw) = password {
+            c.env("AZURE_CLIENT_CERTIFICATE_PASSWORD", pw);
+        }
+        let said = fails_cmd(&mut c, name, &r);
+        assert!(said.contains("AZURE_CLIENT_CERTIFICATE_PASSWORD"), "{said}");
+        assert!(
+            !said.contains("?password-source"),
+            "no key reference was written: {said}"
+        );
+        assert!(!said.contains("Zq7canary"), "{said}");
+    };
+    run(None, "message-pfx-env-no-password");
+    run(Some("wrong"), "message-pfx-env-wrong-password");
+    // With the password it works.
+    let jwt = stdout_ok(
+        certassert(&p)
+            .args(["assertion", "--tenant", TENANT, "--client-id", CLIENT])
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", "app.pfx")
+            .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", "Zq7canary-pfx")
+            .output()
+            .unwrap(),
+    );
+    assert!(openssl_verifies(&p, jwt.trim(), "c.pem", false));
+}
+
+#[test]
+fn an_empty_at_file_value_is_refused_before_anything_is_sent() {
+    use super::common::emulator::ChildEmulator;
+    let (_dir, p) = setup();
+    let reg = format!("{CLIENT}={}", p.join("c.pem").display());
+    let emu = ChildEmulator::start(&["--register", &reg]);
+    std::fs::write(p.join("empty.jwt"), " \n").unwrap();
+    let r = redactions(&p, &[]);
+    for (grant, flag) in [
+        ("on-behalf-of", "--user-assertion"),
+        ("refresh-token", "--refresh-token"),
+        ("authorization-code", "--code"),
+    ] {
+        let mut c = certassert(&p);
+        c.args(["token", "--key", "k.pem", "--cert", "c.pem"])
+            .args(["--tenant", TENANT, "--client-id", CLIENT])
+            .args([
+                "--authority-host",
+                &emu.url,
+                "--no-cache",
+                "--scope",
+                "api://x/.default",
+            ])
+            .args([
+                "--grant",
+                grant,
+                flag,
+                "@empty.jwt",
+                "--redirect-uri",
+                "http://localhost/cb",
+            ])
+            .env("CERTASSERT_CACHE_DIR", p.join("cache"));
+        fails_cmd(&mut c, &format!("message-empty-at-file-{grant}"), &r);
+    }
+    assert_eq!(emu.requests().len(), 0, "nothing was sent");
+}
+
+#[test]
+fn cert_manifest_graph_prints_graphs_key_credential() {
+    let (_dir, p) = setup();
+    let out = stdout_ok(
+        certassert(&p)
+            .args(["cert", "manifest", "--cert", "c.pem", "--graph"])
+            .output()
+            .unwrap(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "customKeyIdentifier",
+            "displayName",
+            "endDateTime",
+            "key",
+            "keyId",
+            "startDateTime",
+            "type",
+            "usage"
+        ]
+    );
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let der = openssl(&p, &["x509", "-in", "c.pem", "-outform", "DER"]).stdout;
+    assert_eq!(v["key"], b64.encode(&der));
+    assert_eq!(v["type"], "AsymmetricX509Cert");
+    assert_eq!(v["usage"], "Verify");
+    // customKeyIdentifier: the SHA-1 thumbprint's bytes, as the portal's upload sets it.
+    let fp = String::from_utf8(
+        openssl(
+            &p,
+            &["x509", "-in", "c.pem", "-noout", "-fingerprint", "-sha1"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let hex: String = fp.trim().rsplit('=').next().unwrap().replace(':', "");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(v["customKeyIdentifier"], b64.encode(bytes));
+    // The dates as openssl reads them, in Graph's ISO 8601 UTC form.
+    let dates = |flag: &str| {
+        let text = String::from_utf8(
+            openssl(
+                &p,
+                &[
+                    "x509", "-in", "c.pem", "-noout", flag, "-dateopt", "iso_8601",
+                ],
+            )
+            .stdout,
+        )
+        .unwrap();
+        let value = text.trim().split_once('=').unwrap().1.to_string();
+        value.replace(' ', "T")
+    };
+    assert_eq!(v["startDateTime"], dates("-startdate"));
+    assert_eq!(v["endDateTime"], dates("-enddate"));
+    assert_eq!(v["displayName"], "CN=cli-test, O=certassert");
+    assert_eq!(v["keyId"].as_str().unwrap().len(), 36);
+}
