@@ -32,7 +32,7 @@ pub enum CertCommand {
     Show(ShowArgs),
     /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph
     #[command(
-        after_help = "Example:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\""
+        after_help = "Examples:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\"\n  certassert cert manifest --cert app.cert.pem --graph     # for Microsoft Graph's keyCredentials"
     )]
     Manifest(ManifestArgs),
 }
@@ -94,6 +94,10 @@ pub struct ManifestArgs {
     /// displayName of the credential (default: the certificate's subject)
     #[arg(long)]
     display_name: Option<String>,
+    /// Print Microsoft Graph's keyCredential (startDateTime, endDateTime, key), for
+    /// PATCH /applications/{id}, instead of the app manifest's entry (startDate, endDate, value)
+    #[arg(long)]
+    graph: bool,
 }
 
 /// An error whose message the CLI reworded to name the flag that fixes it.
@@ -283,7 +287,11 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
 
 fn manifest(args: &ManifestArgs) -> Result<ExitCode> {
     let chain = load_cert(args.cert.as_ref(), None)?;
-    let entry = chain[0].manifest_entry(args.display_name.as_deref());
+    let entry = if args.graph {
+        chain[0].graph_key_credential(args.display_name.as_deref())
+    } else {
+        chain[0].manifest_entry(args.display_name.as_deref())
+    };
     if let Err(e) = chain[0].check_validity(unix_now()) {
         super::warn(&e.to_string());
     }

@@ -432,6 +432,9 @@ fn cert_manifest_graph_prints_graphs_key_credential() {
     };
     assert_eq!(v["startDateTime"], dates("-startdate"));
     assert_eq!(v["endDateTime"], dates("-enddate"));
-    assert_eq!(v["displayName"], "CN=cli-test, O=certassert");
+    assert_eq!(
+        v["displayName"], "CN=cli-test,O=certassert",
+        "the subject, as cert create was given it"
+    );
     assert_eq!(v["keyId"].as_str().unwrap().len(), 36);
 }
