@@ -40,7 +40,8 @@ Key references (--key, env CERTASSERT_KEY):
   /path/key.pem     PKCS#8 or PKCS#1, PEM or DER; a PEM may bundle key + certificate
   file:/path/app.pfx?password-source=env:PFX_PASS
                     encrypted PKCS#8 or PKCS#12 (.pfx/.p12); the password comes from
-                    env:VAR, file:PATH (mode 0600) or a no-echo prompt on a terminal
+                    env:VAR, file:PATH (mode 0600), credential:NAME (systemd's
+                    $CREDENTIALS_DIRECTORY/NAME) or a no-echo prompt on a terminal
   pkcs11:token=HSM;object=app?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin
                     a key in an HSM or smartcard (RFC 7512; id=%01 selects by CKA_ID)
   piv:9c?pin-source=env:PIV_PIN
