@@ -184,6 +184,8 @@ pub struct Profile {
     pub ca_file: Option<PathBuf>,
     /// Where each field was written, by its name in the file.
     locations: BTreeMap<&'static str, Location>,
+    /// The config file the profile is in.
+    file: PathBuf,
 }
 
 impl Profile {
@@ -191,6 +193,11 @@ impl Profile {
     /// `x5c`, `ca_file`) was written, if the profile has it.
     pub fn location(&self, field: &str) -> Option<&Location> {
         self.locations.get(field)
+    }
+
+    /// The config file the profile is in (absolute).
+    pub fn file(&self) -> &Path {
+        &self.file
     }
 }
 
@@ -386,6 +393,7 @@ fn check(
         x5c,
         ca_file,
         locations,
+        file: path.to_path_buf(),
     })
 }
 
@@ -475,6 +483,7 @@ mod tests {
             t.auth,
             Some(SecretSource::File("/etc/certassert/auth".into()))
         );
+        assert_eq!(p.file(), Path::new("/etc/certassert/config.toml"));
         let names: Vec<_> = c.profiles().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["prod", "tpm"]);
     }

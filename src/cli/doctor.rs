@@ -66,6 +66,17 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let profile = args.key.profile()?;
     let profile = profile.as_ref();
     let keyref = args.key.keyref(profile)?;
+    if let Some(p) = profile {
+        r.line(
+            "info",
+            "profile",
+            format!(
+                "\"{}\" from {} (flags and environment override it)",
+                p.name,
+                p.file().display()
+            ),
+        );
+    }
     let signer = match args.key.open_ref(&keyref) {
         Ok(s) => {
             let algs: Vec<&str> = s.algorithms().iter().map(|a| a.as_str()).collect();

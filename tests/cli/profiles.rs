@@ -114,6 +114,21 @@ fn a_profile_gets_a_token_and_flags_and_env_override_it_field_by_field() {
         .to_string();
     assert_eq!(b64url_json(sent.split('.').next().unwrap())["alg"], "PS256");
 
+    // doctor with the profile: the token request it makes reaches the emulator.
+    let report = stdout_ok(
+        cmd(&root, &elsewhere)
+            .args(["doctor", "--config", conf, "--profile", "app", "--scope"])
+            .arg("api://things/.default")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        report.contains(&format!("info  profile      \"app\" from {conf}")),
+        "{report}"
+    );
+    assert!(report.contains("ok    token"), "{report}");
+    assert_eq!(emu.requests().len(), 2);
+
     // Flags override: --alg, --client-id; the environment overrides: AZURE_TENANT_ID and
     // AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=false. The key and certificate still come from
     // the profile.
