@@ -171,7 +171,7 @@ impl KeyArg {
     /// about AZURE_CLIENT_CERTIFICATE_PASSWORD, not about a key reference nobody wrote.
     pub fn open_ref(&self, keyref: &KeyRef) -> Result<Box<dyn Signer>> {
         open_key(keyref).map_err(|e| {
-            if self.from_azure_env() {
+            if self.named_by_azure_env() {
                 azure_password_error(e)
             } else {
                 e.into()
@@ -180,7 +180,7 @@ impl KeyArg {
     }
 
     /// Whether the key comes from azure-identity's AZURE_CLIENT_CERTIFICATE_PATH.
-    fn from_azure_env(&self) -> bool {
+    fn named_by_azure_env(&self) -> bool {
         self.key.is_none()
             && env("CERTASSERT_KEY").is_none()
             && env("AZURE_CLIENT_CERTIFICATE_PATH").is_some()
