@@ -345,6 +345,8 @@ fn key_hint(e: &signer::Error) -> Option<String> {
     use signer::Error as E;
     let new_pkcs11 = "certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
     Some(match e {
+        // The hint of what failed on a TPM the default search chose.
+        E::Tpm(T::FoundBySearch { source, .. }) => return key_hint(source),
         E::CertificateOnly { .. } => {
             "pass the key with --key and the certificate with --cert".into()
         }
@@ -543,6 +545,23 @@ mod tests {
             "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
              (certassert key generate --key new.pem --bits 2048)"
         );
+        #[cfg(feature = "tpm")]
+        {
+            let inner = signer::Error::KeyTooSmall {
+                path: "k.pem".into(),
+                bits: 1024,
+            };
+            let e = KeyError::from(signer::Error::Tpm(signer::tpm::TpmError::FoundBySearch {
+                tcti: "device:/dev/tpmrm0".into(),
+                source: Box::new(inner),
+            }));
+            assert_eq!(
+                e.to_string(),
+                "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
+                 (on the TPM at \"device:/dev/tpmrm0\", chosen by tpm2-tss's default search because nothing names the TCTI) \
+                 (certassert key generate --key new.pem --bits 2048)"
+            );
+        }
         let e = KeyError::from(signer::Error::AlgorithmUnavailable {
             alg: certassert::Algorithm::Ps256,
         });

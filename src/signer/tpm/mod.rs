@@ -84,6 +84,15 @@ pub enum TpmError {
         /// Each TCTI tried, in order, and why it was passed over.
         tried: Vec<(String, String)>,
     },
+    /// Something failed on the TPM that tpm2-tss's default search chose (nothing named a
+    /// TCTI); `source` is what failed, `tcti` the TPM it happened on.
+    #[error("{source} (on the TPM at \"{tcti}\", chosen by tpm2-tss's default search because nothing names the TCTI)")]
+    FoundBySearch {
+        /// The TCTI the search chose.
+        tcti: String,
+        /// What failed there.
+        source: Box<crate::signer::Error>,
+    },
     /// The connection broke while signing and reconnecting failed.
     #[error("lost the connection to the TPM ({lost}) and could not reconnect through TCTI \"{tcti}\": {source}")]
     Reconnect {

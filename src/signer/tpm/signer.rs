@@ -333,7 +333,23 @@ struct Connection {
 
 impl Connection {
     fn setup(&mut self, setup: Setup) -> Result<KeyInfo, Error> {
-        let mut ctx = super::context::connect_uri(&mut self.uri)?;
+        let searched = self.uri.tcti_search;
+        let ctx = super::context::connect_uri(&mut self.uri)?;
+        // A TPM the default search chose is named in any error that follows.
+        self.setup_on(ctx, setup).map_err(|e| {
+            if searched {
+                TpmError::FoundBySearch {
+                    tcti: self.uri.tcti.clone(),
+                    source: Box::new(e),
+                }
+                .into()
+            } else {
+                e
+            }
+        })
+    }
+
+    fn setup_on(&mut self, mut ctx: Context, setup: Setup) -> Result<KeyInfo, Error> {
         if let Setup::Generate { bits } = setup {
             let made = generate::generate(
                 &mut ctx,
