@@ -76,7 +76,7 @@ pub struct CsrArgs {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT]
+    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT, else the profile's cert]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     #[command(flatten)]
