@@ -212,6 +212,14 @@ fn certassert_profile_and_the_xdg_and_home_lookup() {
         c["iss"], CLIENT,
         "CERTASSERT_PROFILE through $XDG_CONFIG_HOME"
     );
+    // cert show with the profile: its key and its certificate, checked together.
+    let shown = stdout_ok(
+        cmd(&root, &root)
+            .args(["cert", "show", "--profile", "app"])
+            .output()
+            .unwrap(),
+    );
+    assert!(shown.contains("(matches the key)"), "{shown}");
     // --profile wins over CERTASSERT_PROFILE: "other" has no key.
     let out = cmd(&root, &root)
         .args(["assertion", "--profile", "other", "--client-id", CLIENT])
