@@ -12,7 +12,8 @@
 //! | certificate files and chains (`--cert`, `emulator --register`) | [`Limit::CERTIFICATE`]: 1 MiB |
 //! | extra CA certificates (`--ca-file`) | [`Limit::CA_FILE`]: 4 MiB |
 //! | JWTs and `@FILE` values (codes, tokens, assertions) | [`Limit::TEXT`]: 64 KiB |
-//! | secret files (`pin-source=file:`, `password-source=file:`, `auth-source=file:`) | [`Limit::SECRET`]: 4 KiB |
+//! | secret files (`pin-source=file:`, `password-source=file:`, `auth-source=file:`, `credential:`) | [`Limit::SECRET`]: 4 KiB |
+//! | config files of profiles (`--config`, `config.toml`) | [`Limit::CONFIG`]: 64 KiB |
 //!
 //! A refusal travels as a [`std::io::Error`] (kind `InvalidInput` for a file of the wrong
 //! kind, `FileTooLarge` for one over its limit) carrying a typed [`Refused`], so every
@@ -48,6 +49,8 @@ impl Limit {
     pub const TEXT: Self = Self::new(64 * KIB, "JWTs and @FILE values");
     /// Secret files (PINs, passwords): 4 KiB.
     pub const SECRET: Self = Self::new(4 * KIB, "secret files");
+    /// Config files of profiles (`config.toml`): 64 KiB.
+    pub const CONFIG: Self = Self::new(64 * KIB, "config files");
 
     /// A limit of `bytes` for `what` (plural, as in "the limit for key files").
     pub const fn new(bytes: u64, what: &'static str) -> Self {

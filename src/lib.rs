@@ -17,6 +17,8 @@
 //! - [`keyref`] parses what names a key (every form, in every build) and [`secret`] what
 //!   unlocks it; secrets nobody configured are asked for through [`secret::Callbacks`],
 //!   never on the terminal by the library itself.
+//! - [`config`] loads named profiles (`[profile.NAME]` tables of a TOML file): a key,
+//!   its certificate, tenant, client id and the rest, typed and checked at load.
 //! - [`input`] reads every file and stream a user hands it: regular files only, each
 //!   within a documented size limit.
 //!
@@ -27,6 +29,7 @@
 
 pub mod assertion;
 pub mod cert;
+pub mod config;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod encoding;

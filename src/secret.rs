@@ -1,6 +1,8 @@
 //! Secrets (PINs, key passwords) and where they come from. A [`Secret`] never prints
 //! (its `Debug` is `[redacted]`) and is zeroized on drop. A [`SecretSource`] names where
-//! to read one: an environment variable, a file only its owner can read, the caller's
+//! to read one: an environment variable, a file only its owner can read, a systemd
+//! credential (`credential:NAME`: `$CREDENTIALS_DIRECTORY/NAME`, which `LoadCredential=`
+//! provides to a service), the caller's
 //! [`Callbacks`] (`prompt`), or — discouraged, because argv is visible in `ps` and shell
 //! history — a literal value.
 //!
@@ -42,6 +44,9 @@ pub enum SecretSource {
     Env(String),
     /// `file:PATH` (the first line, without its line ending; a regular file of at most 4 KiB)
     File(PathBuf),
+    /// `credential:NAME`: systemd's `$CREDENTIALS_DIRECTORY/NAME` (read as `file:` is),
+    /// the credential a unit's `LoadCredential=NAME:PATH` or `SetCredential=` provides.
+    Credential(String),
     /// `prompt`: ask through the caller's [`Callbacks`] (the CLI: on the terminal, without echo)
     Prompt,
     /// A literal from a `pin-value=`/`password-value=` query attribute.
@@ -53,6 +58,7 @@ impl fmt::Debug for SecretSource {
         match self {
             Self::Env(var) => write!(f, "env:{var}"),
             Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Credential(name) => write!(f, "credential:{name}"),
             Self::Prompt => f.write_str("prompt"),
             Self::Value(_) => f.write_str("value:[redacted]"),
         }
@@ -144,6 +150,12 @@ pub enum SecretError {
     /// secret itself, pasted in.
     #[error("{0}")]
     BadSource(&'static str),
+    /// `credential:NAME` outside a systemd service: `$CREDENTIALS_DIRECTORY` is not set.
+    #[error("credential:{name} reads $CREDENTIALS_DIRECTORY/{name}, but CREDENTIALS_DIRECTORY is not set: systemd sets it for a service with LoadCredential={name}:/path/to/secret (or SetCredential=); elsewhere use file:PATH or env:VAR")]
+    NoCredentialsDirectory {
+        /// The credential's name.
+        name: String,
+    },
     /// `env:VAR` names an unset variable.
     #[error("environment variable {0} is not set (named by the secret source env:{0})")]
     EnvMissing(String),
@@ -181,7 +193,7 @@ impl std::str::FromStr for SecretSource {
         if let Some(var) = s.strip_prefix("env:") {
             if var.is_empty() || var.contains('=') {
                 return Err(SecretError::BadSource(
-                    "the secret source env: needs a variable name (without '='): use env:VAR, file:PATH or prompt",
+                    "the secret source env: needs a variable name (without '='): use env:VAR, file:PATH, credential:NAME or prompt",
                 ));
             }
             return Ok(Self::Env(var.to_string()));
@@ -189,10 +201,19 @@ impl std::str::FromStr for SecretSource {
         if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
                 return Err(SecretError::BadSource(
-                    "the secret source file: needs a path: use env:VAR, file:PATH or prompt",
+                    "the secret source file: needs a path: use env:VAR, file:PATH, credential:NAME or prompt",
                 ));
             }
             return Ok(Self::File(PathBuf::from(path)));
+        }
+        if let Some(name) = s.strip_prefix("credential:") {
+            // systemd's credential names: a file name in $CREDENTIALS_DIRECTORY.
+            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+                return Err(SecretError::BadSource(
+                    "the secret source credential: needs a systemd credential name (a file name in $CREDENTIALS_DIRECTORY, without '/'): use credential:NAME",
+                ));
+            }
+            return Ok(Self::Credential(name.to_string()));
         }
         if s == "prompt" {
             return Ok(Self::Prompt);
@@ -202,7 +223,7 @@ impl std::str::FromStr for SecretSource {
             return Ok(Self::File(PathBuf::from(s)));
         }
         Err(SecretError::BadSource(
-            "the secret source is not env:VAR, file:PATH, an absolute path or prompt (the value is not shown: it may be the secret itself)",
+            "the secret source is not env:VAR, file:PATH, an absolute path, credential:NAME or prompt (the value is not shown: it may be the secret itself)",
         ))
     }
 }
@@ -223,6 +244,10 @@ impl SecretSource {
                 .map(Secret::new)
                 .map_err(|_| SecretError::EnvMissing(var.clone())),
             Self::File(path) => read_file(path),
+            Self::Credential(name) => read_credential(
+                std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()),
+                name,
+            ),
             Self::Value(v) => Ok(Secret::new(v.clone())),
             Self::Prompt => callbacks
                 .request_secret(request)
@@ -234,6 +259,14 @@ impl SecretSource {
     pub fn is_literal(&self) -> bool {
         matches!(self, Self::Value(_))
     }
+}
+
+/// `credential:NAME`: the file NAME in systemd's credentials directory `dir`.
+fn read_credential(dir: Option<std::ffi::OsString>, name: &str) -> Result<Secret, SecretError> {
+    let dir = dir.ok_or_else(|| SecretError::NoCredentialsDirectory {
+        name: name.to_string(),
+    })?;
+    read_file(&Path::new(&dir).join(name))
 }
 
 fn read_file(path: &Path) -> Result<Secret, SecretError> {
@@ -392,6 +425,43 @@ mod tests {
         std::fs::write(&big, vec![b'1'; 4096]).unwrap();
         let got = SecretSource::File(big).read(&pin(), &NoCallbacks).unwrap();
         assert_eq!(got.expose().len(), 4096);
+    }
+
+    #[test]
+    fn credential_sources_read_the_credentials_directory() {
+        assert_eq!(
+            "credential:pin".parse::<SecretSource>().unwrap(),
+            SecretSource::Credential("pin".into())
+        );
+        assert_eq!(
+            format!("{:?}", SecretSource::Credential("pin".into())),
+            "credential:pin"
+        );
+        for bad in [
+            "credential:",
+            "credential:../pin",
+            "credential:a/b",
+            "credential:..",
+        ] {
+            let err = bad.parse::<SecretSource>().unwrap_err().to_string();
+            assert!(err.contains("credential:NAME"), "{bad}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pin"), "4321\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("pin"),
+            std::fs::Permissions::from_mode(0o400),
+        )
+        .unwrap();
+        let got = read_credential(Some(dir.path().into()), "pin").unwrap();
+        assert_eq!(got.expose(), "4321");
+        let err = read_credential(None, "pin").unwrap_err().to_string();
+        assert!(err.contains("CREDENTIALS_DIRECTORY is not set"), "{err}");
+        assert!(err.contains("LoadCredential=pin:"), "{err}");
+        let err = read_credential(Some(dir.path().into()), "other")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/other"), "{err}");
     }
 
     #[test]

@@ -442,6 +442,25 @@ impl Certificate {
             "displayName": display_name.map_or_else(|| self.subject(), str::to_string),
         })
     }
+
+    /// The certificate as Microsoft Graph's `keyCredential` resource (what
+    /// `PATCH /applications/{id}` takes in `keyCredentials`): `customKeyIdentifier`
+    /// (base64 of the SHA-1 thumbprint), `displayName`, `endDateTime`, `key` (base64 DER),
+    /// `keyId` (a fresh UUID), `startDateTime`, `type` `AsymmetricX509Cert`, `usage`
+    /// `Verify`. The app manifest's own entry ([`Certificate::manifest_entry`]) names the
+    /// same things `startDate`, `endDate` and `value`.
+    pub fn graph_key_credential(&self, display_name: Option<&str>) -> serde_json::Value {
+        serde_json::json!({
+            "customKeyIdentifier": b64(&self.sha1()),
+            "displayName": display_name.map_or_else(|| self.subject(), str::to_string),
+            "endDateTime": rfc3339(self.not_after()),
+            "key": b64(&self.der),
+            "keyId": uuid_v4(),
+            "startDateTime": rfc3339(self.not_before()),
+            "type": "AsymmetricX509Cert",
+            "usage": "Verify",
+        })
+    }
 }
 
 /// Parse a subject: RFC 4514 (`CN=my-app,O=Contoso`, most specific first, `\,` escapes)

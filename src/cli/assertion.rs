@@ -22,15 +22,17 @@ Examples:
 pub struct AssertionArgs {
     #[command(flatten)]
     key: KeyArg,
-    /// Certificate registered with the app; default: the one stored with the key [env: CERTASSERT_CERT]
+    /// Certificate registered with the app [env: CERTASSERT_CERT, else the profile's cert, else
+    /// the one stored with the key]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     #[command(flatten)]
     app: AppArgs,
-    /// RS256 (header x5t) or PS256 (header x5t#S256)
-    #[arg(long, default_value = "RS256", value_parser = super::cert::parse_alg)]
-    alg: Algorithm,
+    /// RS256 (header x5t) or PS256 (header x5t#S256) [default: the profile's alg, else RS256]
+    #[arg(long, value_parser = super::cert::parse_alg)]
+    alg: Option<Algorithm>,
     /// Include the certificate chain as x5c (for subject name + issuer authentication)
+    /// [env: AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=true]
     #[arg(long)]
     x5c: bool,
     /// Seconds the assertion stays valid (1–3600)
@@ -44,32 +46,34 @@ pub struct AssertionArgs {
 }
 
 pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
-    let client_id = args.app.client_id()?;
+    let profile = args.key.profile()?;
+    let profile = profile.as_ref();
+    let client_id = args.app.client_id(profile)?;
     let audience = match &args.aud {
         Some(aud) => {
             check_url(UrlRole::Audience, aud)
-                .map_err(|e| flags::endpoint(e, &args.app, &args.endpoint))?;
+                .map_err(|e| flags::endpoint(e, &args.app, &args.endpoint, profile))?;
             aud.clone()
         }
         None => args
             .endpoint
-            .token_endpoint(&args.app, EndpointVersion::V2)?,
+            .token_endpoint(&args.app, profile, EndpointVersion::V2)?,
     };
     let params = Params {
         client_id: &client_id,
         audience: &audience,
-        alg: args.alg,
+        alg: flags::alg(args.alg, profile),
         lifetime: args.lifetime,
-        x5c: args.x5c,
+        x5c: flags::x5c(args.x5c, profile)?,
     };
     params
         .validate()
-        .map_err(|e| flags::assertion(e, &args.app))?;
-    let signer = args.key.open()?;
+        .map_err(|e| flags::assertion(e, &args.app, profile))?;
+    let signer = args.key.open(profile)?;
     let now = unix_now();
-    let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), now)?;
+    let chain = resolve_chain(args.cert.as_ref(), profile, signer.as_ref(), now)?;
     let jwt = assertion::build(signer.as_ref(), &chain, &params, now)
-        .map_err(|e| flags::assertion(e, &args.app))?;
+        .map_err(|e| flags::assertion(e, &args.app, profile))?;
     print(&format!("{jwt}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

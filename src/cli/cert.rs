@@ -4,6 +4,7 @@
 
 use super::{print, write_new, KeyArg, Result};
 use certassert::cert::{self, Certificate};
+use certassert::config::Profile;
 use certassert::encoding::{rfc3339, unix_now};
 use certassert::keyref::KeyRef;
 use certassert::public_key::pem;
@@ -31,7 +32,7 @@ pub enum CertCommand {
     Show(ShowArgs),
     /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph
     #[command(
-        after_help = "Example:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\""
+        after_help = "Examples:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\"\n  certassert cert manifest --cert app.cert.pem --graph     # for Microsoft Graph's keyCredentials"
     )]
     Manifest(ManifestArgs),
 }
@@ -75,7 +76,7 @@ pub struct CsrArgs {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT]
+    /// Certificate file (PEM or DER, at most 1 MiB) [env: CERTASSERT_CERT, else the profile's cert]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     #[command(flatten)]
@@ -93,6 +94,10 @@ pub struct ManifestArgs {
     /// displayName of the credential (default: the certificate's subject)
     #[arg(long)]
     display_name: Option<String>,
+    /// Print Microsoft Graph's keyCredential (startDateTime, endDateTime, key), for
+    /// PATCH /applications/{id}, instead of the app manifest's entry (startDate, endDate, value)
+    #[arg(long)]
+    graph: bool,
 }
 
 /// An error whose message the CLI reworded to name the flag that fixes it.
@@ -147,8 +152,9 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
 
 fn create(args: &CreateArgs) -> Result<ExitCode> {
     let common = &args.common;
-    let keyref = common.key.keyref()?;
-    let signer = super::open_key(&keyref)?;
+    let profile = common.key.profile()?;
+    let keyref = common.key.keyref(profile.as_ref())?;
+    let signer = common.key.open_ref(&keyref)?;
     if args.store && !matches!(keyref, KeyRef::Pkcs11(_)) {
         return Err("--store writes the certificate into the token beside its key (pkcs11:, piv:); for a key file or a TPM key, use --out".into());
     }
@@ -179,7 +185,8 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
 }
 
 fn csr(args: &CsrArgs) -> Result<ExitCode> {
-    let signer = args.common.key.open()?;
+    let profile = args.common.key.profile()?;
+    let signer = args.common.key.open(profile.as_ref())?;
     let der = cert::create_csr(signer.as_ref(), args.common.alg, &args.common.subject)
         .map_err(cert_error)?;
     emit(
@@ -197,32 +204,35 @@ fn emit(out: Option<&PathBuf>, pem: &[u8], force: bool) -> Result<()> {
     }
 }
 
-fn load_cert(path: Option<&PathBuf>) -> Result<Vec<Certificate>> {
-    let from_env = super::env("CERTASSERT_CERT").map(PathBuf::from);
-    match path.or(from_env.as_ref()) {
-        Some(p) => Ok(Certificate::load_chain(p).map_err(cert_error)?),
+fn load_cert(path: Option<&PathBuf>, profile: Option<&Profile>) -> Result<Vec<Certificate>> {
+    match super::cert_path(path, profile) {
+        Some(p) => Ok(Certificate::load_chain(&p).map_err(cert_error)?),
         None => Err("no certificate: pass --cert PATH (or set CERTASSERT_CERT)".into()),
     }
 }
 
 fn show(args: &ShowArgs) -> Result<ExitCode> {
     let now = unix_now();
-    let have_key = args.key.key.is_some() || super::env("CERTASSERT_KEY").is_some();
+    let profile = args.key.profile()?;
+    let profile = profile.as_ref();
+    let have_key = args.key.key.is_some()
+        || super::env("CERTASSERT_KEY").is_some()
+        || profile.is_some_and(|p| p.key.is_some());
     let (chain, paired) = if have_key {
-        let signer = args.key.open()?;
+        let signer = args.key.open(profile)?;
         // As for `assertion`: an explicit certificate wins over the one stored with the key.
-        let explicit = args.cert.is_some() || super::env("CERTASSERT_CERT").is_some();
+        let explicit = super::cert_path(args.cert.as_ref(), profile).is_some();
         let chain = match super::stored_chain(signer.as_ref())? {
             Some(stored) if !explicit => stored,
             None if !explicit => {
                 return Err("no certificate is stored with this key; pass --cert PATH".into())
             }
-            _ => load_cert(args.cert.as_ref())?,
+            _ => load_cert(args.cert.as_ref(), profile)?,
         };
         chain[0].check_key(signer.as_ref()).map_err(cert_error)?;
         (chain, true)
     } else {
-        (load_cert(args.cert.as_ref())?, false)
+        (load_cert(args.cert.as_ref(), profile)?, false)
     };
     let c = &chain[0];
     let validity = match c.check_validity(now) {
@@ -276,8 +286,12 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
 }
 
 fn manifest(args: &ManifestArgs) -> Result<ExitCode> {
-    let chain = load_cert(args.cert.as_ref())?;
-    let entry = chain[0].manifest_entry(args.display_name.as_deref());
+    let chain = load_cert(args.cert.as_ref(), None)?;
+    let entry = if args.graph {
+        chain[0].graph_key_credential(args.display_name.as_deref())
+    } else {
+        chain[0].manifest_entry(args.display_name.as_deref())
+    };
     if let Err(e) = chain[0].check_validity(unix_now()) {
         super::warn(&e.to_string());
     }

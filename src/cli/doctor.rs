@@ -22,7 +22,8 @@ Examples:
 pub struct DoctorArgs {
     #[command(flatten)]
     key: KeyArg,
-    /// Certificate registered with the app; default: the one stored with the key [env: CERTASSERT_CERT]
+    /// Certificate registered with the app [env: CERTASSERT_CERT, else the profile's cert, else
+    /// the one stored with the key]
     #[arg(long, value_name = "PATH")]
     cert: Option<PathBuf>,
     #[command(flatten)]
@@ -36,7 +37,7 @@ pub struct DoctorArgs {
         default_value = "https://graph.microsoft.com/.default"
     )]
     scope: String,
-    /// Extra CA certificate(s) to trust (PEM)
+    /// Extra CA certificate(s) to trust (PEM) [default: the profile's ca_file]
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
 }
@@ -62,8 +63,21 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         failed: false,
     };
     let now = unix_now();
-    let keyref = args.key.keyref()?;
-    let signer = match super::open_key(&keyref) {
+    let profile = args.key.profile()?;
+    let profile = profile.as_ref();
+    let keyref = args.key.keyref(profile)?;
+    if let Some(p) = profile {
+        r.line(
+            "info",
+            "profile",
+            format!(
+                "\"{}\" from {} (flags and environment override it)",
+                p.name,
+                p.file().display()
+            ),
+        );
+    }
+    let signer = match args.key.open_ref(&keyref) {
         Ok(s) => {
             let algs: Vec<&str> = s.algorithms().iter().map(|a| a.as_str()).collect();
             r.line(
@@ -83,9 +97,8 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let from_env = super::env("CERTASSERT_CERT").map(PathBuf::from);
-    let chain = match args.cert.as_ref().or(from_env.as_ref()) {
-        Some(path) => Certificate::load_chain(path)
+    let chain = match super::cert_path(args.cert.as_ref(), profile) {
+        Some(path) => Certificate::load_chain(&path)
             .map(Some)
             .map_err(|e| e.to_string()),
         None => stored_chain(signer.as_ref()).map_err(|e| e.to_string()),
@@ -188,18 +201,14 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         "",
         format!("x5t#S256 (PS256)     {}", leaf.x5t_s256()),
     );
-    let client_id = args
-        .app
-        .client_id
-        .clone()
-        .or_else(|| super::env("AZURE_CLIENT_ID"));
-    let tenant_known = args.app.tenant().is_some() || args.endpoint.token_url.is_some();
+    let client_id = args.app.client_id(profile).ok();
+    let tenant_known = args.app.tenant(profile).is_some() || args.endpoint.token_url.is_some();
     match (client_id, tenant_known) {
         (Some(client_id), true) => {
             let target = Target::Scopes(vec![args.scope.clone()]);
             let request = args
                 .endpoint
-                .token_endpoint(&args.app, target.version())
+                .token_endpoint(&args.app, profile, target.version())
                 .map(|endpoint| TokenRequest {
                     endpoint,
                     client_id,
@@ -212,7 +221,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                 Ok(request) => {
                     let client = Client::new(
                         HttpOptions {
-                            ca_file: args.ca_file.clone(),
+                            ca_file: flags::ca_file(args.ca_file.as_ref(), profile),
                             ..HttpOptions::default()
                         },
                         None,
@@ -220,8 +229,8 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                     let credential = Credential {
                         signer: signer.as_ref(),
                         chain: &chain,
-                        alg: Algorithm::Rs256,
-                        x5c: false,
+                        alg: flags::alg(None, profile),
+                        x5c: flags::x5c(false, profile)?,
                         lifetime: certassert::assertion::DEFAULT_LIFETIME,
                     };
                     match client.acquire(&credential, &request) {
@@ -241,7 +250,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                             format!(
                                 "{}: {}",
                                 request.endpoint,
-                                flags::entra(e, &args.app, &args.endpoint)
+                                flags::entra(e, &args.app, &args.endpoint, profile)
                             )
                             .replace('\n', "\n                   "),
                         ),

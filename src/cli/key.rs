@@ -107,7 +107,8 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
 }
 
 fn generate(args: &GenerateArgs) -> Result<ExitCode> {
-    let keyref = args.key.keyref()?;
+    let profile = args.key.profile()?;
+    let keyref = args.key.keyref(profile.as_ref())?;
     let path = match &keyref {
         KeyRef::File {
             path,
@@ -127,11 +128,15 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
             let spki = signer.public_key_der();
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
             eprintln!(
-                "made a {}-bit RSA key in {} (public key SHA-256 {})\nnext: certassert cert create --key '{}' --subject CN=my-app --out app.cert.pem",
+                "made a {}-bit RSA key in {} (public key SHA-256 {})\nnext: certassert cert create {} --subject CN=my-app --out app.cert.pem",
                 args.bits,
                 other.backend(),
                 certassert::encoding::hex(digest.as_ref(), false),
-                args.key.key.as_deref().unwrap_or("$CERTASSERT_KEY"),
+                match (&args.key.key, &profile) {
+                    (Some(key), _) => format!("--key '{key}'"),
+                    (None, Some(p)) if super::env("CERTASSERT_KEY").is_none() => format!("--profile '{}'", p.name),
+                    _ => "--key \"$CERTASSERT_KEY\"".to_string(),
+                },
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -255,8 +260,9 @@ fn devices_text(devices: &[Device]) -> String {
 }
 
 fn show(args: &ShowArgs) -> Result<ExitCode> {
-    let keyref = args.key.keyref()?;
-    let signer = super::open_key(&keyref)?;
+    let profile = args.key.profile()?;
+    let keyref = args.key.keyref(profile.as_ref())?;
+    let signer = args.key.open_ref(&keyref)?;
     let spki = signer.public_key_der();
     let public = certassert::public_key::RsaPublicKey::from_spki_der(spki).ok();
     let bits = public.as_ref().map(|k| k.bits());

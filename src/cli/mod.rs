@@ -20,6 +20,7 @@ mod token;
 pub use flags::{env, AppArgs, EndpointArgs};
 
 use certassert::cert::Certificate;
+use certassert::config::{Config, Profile};
 use certassert::keyref::KeyRef;
 use certassert::signer::{self, Signer};
 use clap::{Args, Parser, Subcommand};
@@ -41,13 +42,26 @@ Key references (--key, env CERTASSERT_KEY):
   /path/key.pem     PKCS#8 or PKCS#1, PEM or DER; a PEM may bundle key + certificate
   file:/path/app.pfx?password-source=env:PFX_PASS
                     encrypted PKCS#8 or PKCS#12 (.pfx/.p12); the password comes from
-                    env:VAR, file:PATH (mode 0600) or a no-echo prompt on a terminal
+                    env:VAR, file:PATH (mode 0600), credential:NAME (systemd's
+                    $CREDENTIALS_DIRECTORY/NAME) or a no-echo prompt on a terminal
   pkcs11:token=HSM;object=app?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin
                     a key in an HSM or smartcard (RFC 7512; id=%01 selects by CKA_ID)
   piv:9c?pin-source=env:PIV_PIN
                     a YubiKey PIV slot through ykcs11 (RSA 2048: Entra rejects EC)
   tpm:key=/etc/certassert/app.tss2.pem   tpm:handle=0x81000001
                     a TPM 2.0 key file (tpm2-openssl format) or persistent handle
+
+Profiles (--profile NAME, env CERTASSERT_PROFILE) name a credential once, in
+$XDG_CONFIG_HOME/certassert/config.toml (else ~/.config/…, else /etc/certassert/config.toml,
+or --config PATH); relative paths in it are relative to its directory:
+  [profile.prod]
+  key = \"pkcs11:token=app;object=app?pin-source=file:/run/credentials/app/pin\"
+  cert = \"app.cert.pem\"
+  tenant = \"contoso.onmicrosoft.com\"
+  client_id = \"2f877daa-b6f5-42a3-8430-acf238b234e1\"
+  # also: authority_host, alg = \"PS256\", x5c = true, ca_file
+Flags and environment variables override a profile field by field:
+  certassert token --profile prod --scope https://graph.microsoft.com/.default
 
 Getting started:
   certassert key generate --key app.key.pem
@@ -102,19 +116,37 @@ enum Command {
     Man,
 }
 
-/// `--key`, shared by every command that signs.
+/// `--key`, `--profile` and `--config`, shared by every command that takes a key.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArg {
     /// The key: a file path (at most 1 MiB), file:PATH?password-source=…, pkcs11:…, piv:SLOT or tpm:…
-    /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH]
+    /// [env: CERTASSERT_KEY, else AZURE_CLIENT_CERTIFICATE_PATH, else the profile's key]
     #[arg(long, value_name = "URI")]
     pub key: Option<String>,
+    /// Take key, cert, tenant, client_id, authority_host, alg, x5c and ca_file from
+    /// [profile.NAME] of the config file; flags and environment variables override it field by
+    /// field [env: CERTASSERT_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The config file of profiles; relative paths in it are relative to its directory
+    /// [default: $XDG_CONFIG_HOME/certassert/config.toml (~/.config/…), else
+    /// /etc/certassert/config.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 impl KeyArg {
-    /// The key reference from --key, CERTASSERT_KEY, or azure-identity's
-    /// AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD).
-    pub fn keyref(&self) -> Result<KeyRef> {
+    /// The profile `--profile` (else CERTASSERT_PROFILE) names, from `--config` or the
+    /// first config file found; `None` when no profile is named. The default config file
+    /// is not read unless a profile is named.
+    pub fn profile(&self) -> Result<Option<Profile>> {
+        load_profile(self.profile.as_deref(), self.config.as_deref())
+    }
+
+    /// The key reference from --key, CERTASSERT_KEY, azure-identity's
+    /// AZURE_CLIENT_CERTIFICATE_PATH (+ AZURE_CLIENT_CERTIFICATE_PASSWORD), or the
+    /// profile's `key`.
+    pub fn keyref(&self, profile: Option<&Profile>) -> Result<KeyRef> {
         let text = match (&self.key, env("CERTASSERT_KEY"), env("AZURE_CLIENT_CERTIFICATE_PATH")) {
             (Some(k), _, _) => k.clone(),
             (None, Some(k), _) => k,
@@ -127,9 +159,13 @@ impl KeyArg {
                 }
                 return Ok(keyref);
             }
-            (None, None, None) => {
-                return Err("no key given: pass --key PATH|URI (or set CERTASSERT_KEY); make one with: certassert key generate --key app.key.pem".into())
-            }
+            (None, None, None) => match profile.and_then(|p| p.key.clone()) {
+                Some(keyref) => return Ok(keyref),
+                None => return Err(match profile {
+                    Some(p) => format!("no key given: profile \"{}\" has no key, and no --key (or CERTASSERT_KEY) was passed", p.name).into(),
+                    None => "no key given: pass --key PATH|URI (or set CERTASSERT_KEY, or name a profile with --profile); make one with: certassert key generate --key app.key.pem".into(),
+                }),
+            },
         };
         let keyref: KeyRef = text.parse()?;
         for w in keyref.warnings() {
@@ -139,8 +175,108 @@ impl KeyArg {
     }
 
     /// Open the key's signer, asking on the terminal for a secret no source supplies.
-    pub fn open(&self) -> Result<Box<dyn Signer>> {
-        Ok(open_key(&self.keyref()?)?)
+    pub fn open(&self, profile: Option<&Profile>) -> Result<Box<dyn Signer>> {
+        self.open_ref(&self.keyref(profile)?)
+    }
+
+    /// Open `keyref` (from [`KeyArg::keyref`]); a key file named by
+    /// AZURE_CLIENT_CERTIFICATE_PATH whose password is missing or wrong gets a message
+    /// about AZURE_CLIENT_CERTIFICATE_PASSWORD, not about a key reference nobody wrote.
+    pub fn open_ref(&self, keyref: &KeyRef) -> Result<Box<dyn Signer>> {
+        open_key(keyref).map_err(|e| {
+            if self.named_by_azure_env() {
+                azure_password_error(e)
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Whether the key comes from azure-identity's AZURE_CLIENT_CERTIFICATE_PATH.
+    fn named_by_azure_env(&self) -> bool {
+        self.key.is_none()
+            && env("CERTASSERT_KEY").is_none()
+            && env("AZURE_CLIENT_CERTIFICATE_PATH").is_some()
+    }
+}
+
+/// A password error about the file AZURE_CLIENT_CERTIFICATE_PATH names, said in terms of
+/// AZURE_CLIENT_CERTIFICATE_PASSWORD; any other error as it is.
+fn azure_password_error(e: KeyError) -> Box<dyn std::error::Error> {
+    let message = match &e.error {
+        signer::Error::Secret { path, .. } => format!(
+            "AZURE_CLIENT_CERTIFICATE_PATH names {}, which is encrypted, and AZURE_CLIENT_CERTIFICATE_PASSWORD is not set: set it to the file's password (as for azure-identity)",
+            path.display()
+        ),
+        signer::Error::WrongPassword { path, detail } => format!(
+            "AZURE_CLIENT_CERTIFICATE_PATH names {}, and AZURE_CLIENT_CERTIFICATE_PASSWORD does not decrypt it ({detail}): set the file's password there",
+            path.display()
+        ),
+        _ => return e.into(),
+    };
+    Box::new(Reworded { message, error: e })
+}
+
+/// An error said another way; its own causes are kept, its text is not repeated.
+#[derive(Debug)]
+struct Reworded {
+    message: String,
+    error: KeyError,
+}
+
+impl std::fmt::Display for Reworded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Reworded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Below the signer error (whose text names a key-reference attribute the user
+        // did not write): what caused that, if anything.
+        std::error::Error::source(&self.error.error).and_then(|e| e.source())
+    }
+}
+
+/// The environment variable that names a profile when `--profile` is not given.
+pub const PROFILE_ENV: &str = "CERTASSERT_PROFILE";
+
+/// The profile `name` (else [`PROFILE_ENV`]) from `config` or the first config file
+/// found. `--config` without a profile is an error (the user meant to use it); no
+/// profile and no `--config` reads nothing.
+pub fn load_profile(
+    name: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> Result<Option<Profile>> {
+    let from_env = env(PROFILE_ENV);
+    let Some(name) = name.or(from_env.as_deref()) else {
+        if let Some(path) = config {
+            let config = Config::load(path).map_err(config_error)?;
+            let names: Vec<&str> = config.profiles().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "--config {}: choose a profile from it with --profile NAME (or set {PROFILE_ENV}); it has {}",
+                path.display(),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let Some(found) = Config::find(config).map_err(config_error)? else {
+        return Err(config_error(certassert::config::Error::NoConfig {
+            name: name.to_string(),
+            searched: certassert::config::search_paths(),
+        }));
+    };
+    Ok(Some(found.profile(name).map_err(config_error)?.clone()))
+}
+
+/// A config error with what to type about it.
+fn config_error(e: certassert::config::Error) -> Box<dyn std::error::Error> {
+    use certassert::config::Error as E;
+    match &e {
+        E::NoConfig { .. } => format!("{e}, or pass --config PATH").into(),
+        _ => e.into(),
     }
 }
 
@@ -222,6 +358,8 @@ fn key_hint(e: &signer::Error) -> Option<String> {
     use signer::Error as E;
     let new_pkcs11 = "certassert key generate --key 'pkcs11:…;object=NEW' --bits 2048";
     Some(match e {
+        // The hint of what failed on a TPM the default search chose.
+        E::Tpm(T::FoundBySearch { source, .. }) => return key_hint(source),
         E::CertificateOnly { .. } => {
             "pass the key with --key and the certificate with --cert".into()
         }
@@ -249,16 +387,24 @@ fn key_hint(e: &signer::Error) -> Option<String> {
     })
 }
 
-/// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT), else the
-/// certificate stored with the key. The leaf is checked against the key before use.
+/// The certificate file to use: `--cert`, else CERTASSERT_CERT, else the profile's `cert`.
+pub fn cert_path(cert: Option<&PathBuf>, profile: Option<&Profile>) -> Option<PathBuf> {
+    cert.cloned()
+        .or_else(|| env("CERTASSERT_CERT").map(PathBuf::from))
+        .or_else(|| profile.and_then(|p| p.cert.clone()))
+}
+
+/// The certificate chain to use with `signer`: `--cert` (or CERTASSERT_CERT, or the
+/// profile's `cert`), else the certificate stored with the key. The leaf is checked
+/// against the key before use.
 pub fn resolve_chain(
     cert: Option<&PathBuf>,
+    profile: Option<&Profile>,
     signer: &dyn Signer,
     now: i64,
 ) -> Result<Vec<Certificate>> {
-    let from_env = env("CERTASSERT_CERT").map(PathBuf::from);
-    let chain = match cert.or(from_env.as_ref()) {
-        Some(path) => Certificate::load_chain(path).map_err(cert::cert_error)?,
+    let chain = match cert_path(cert, profile) {
+        Some(path) => Certificate::load_chain(&path).map_err(cert::cert_error)?,
         None => match stored_chain(signer)? {
             Some(chain) => chain,
             None => {
@@ -387,6 +533,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_help_texts_example_profile_parses() {
+        let start = LONG_ABOUT.find("  [profile.prod]").unwrap();
+        let end = LONG_ABOUT.find("Flags and environment").unwrap();
+        let text: String = LONG_ABOUT[start..end]
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let config = Config::parse(&text, std::path::Path::new("/etc/certassert/config.toml"))
+            .expect("the example in --help is a valid config");
+        let p = config.profile("prod").unwrap();
+        assert!(matches!(p.key, Some(KeyRef::Pkcs11(_))));
+        assert_eq!(
+            p.cert.as_deref(),
+            Some(std::path::Path::new("/etc/certassert/app.cert.pem"))
+        );
+    }
+
+    #[test]
     fn key_errors_get_their_flag_hint_at_the_edge() {
         let e = KeyError::from(signer::Error::KeyTooSmall {
             path: "k.pem".into(),
@@ -397,6 +561,23 @@ mod tests {
             "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
              (certassert key generate --key new.pem --bits 2048)"
         );
+        #[cfg(feature = "tpm")]
+        {
+            let inner = signer::Error::KeyTooSmall {
+                path: "k.pem".into(),
+                bits: 1024,
+            };
+            let e = KeyError::from(signer::Error::Tpm(signer::tpm::TpmError::FoundBySearch {
+                tcti: "device:/dev/tpmrm0".into(),
+                source: Box::new(inner),
+            }));
+            assert_eq!(
+                e.to_string(),
+                "k.pem: the RSA key is 1024 bits; Entra ID requires at least 2048 \
+                 (on the TPM at \"device:/dev/tpmrm0\", chosen by tpm2-tss's default search because nothing names the TCTI) \
+                 (certassert key generate --key new.pem --bits 2048)"
+            );
+        }
         let e = KeyError::from(signer::Error::AlgorithmUnavailable {
             alg: certassert::Algorithm::Ps256,
         });

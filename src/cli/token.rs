@@ -3,6 +3,7 @@
 
 use super::{env, flags, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
 use certassert::assertion::DEFAULT_LIFETIME;
+use certassert::config::Profile;
 use certassert::encoding::{rfc3339, unix_now};
 use certassert::entra::request::merge_claims;
 use certassert::entra::{Cache, Client, Credential, Grant, HttpOptions, Target, TokenRequest};
@@ -49,7 +50,8 @@ Examples:
 pub struct TokenArgs {
     #[command(flatten)]
     pub key: KeyArg,
-    /// Certificate registered with the app; default: the one stored with the key [env: CERTASSERT_CERT]
+    /// Certificate registered with the app [env: CERTASSERT_CERT, else the profile's cert, else
+    /// the one stored with the key]
     #[arg(long, value_name = "PATH")]
     pub cert: Option<PathBuf>,
     #[command(flatten)]
@@ -81,10 +83,11 @@ pub struct TokenArgs {
     /// Claims challenge (JSON, or base64 as in WWW-Authenticate), merged with the cp1 capability
     #[arg(long, value_name = "JSON")]
     pub claims: Option<String>,
-    /// RS256 (header x5t) or PS256 (header x5t#S256)
-    #[arg(long, default_value = "RS256", value_parser = super::cert::parse_alg)]
-    pub alg: Algorithm,
+    /// RS256 (header x5t) or PS256 (header x5t#S256) [default: the profile's alg, else RS256]
+    #[arg(long, value_parser = super::cert::parse_alg)]
+    pub alg: Option<Algorithm>,
     /// Send the certificate chain as x5c (subject name + issuer authentication)
+    /// [env: AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=true]
     #[arg(long)]
     pub x5c: bool,
     /// Seconds each assertion stays valid (1–3600)
@@ -92,7 +95,8 @@ pub struct TokenArgs {
     pub lifetime: u64,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
-    /// Extra CA certificate(s) to trust (PEM), on top of the system roots
+    /// Extra CA certificate(s) to trust (PEM), on top of the system roots [default: the
+    /// profile's ca_file]
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Neither read nor write the token cache
@@ -120,6 +124,13 @@ fn secret(flag: &Option<String>, var: &str, name: &str) -> Result<Option<Secret>
             None => return Ok(None),
         },
     };
+    if value.trim().is_empty() {
+        let given = match flag.as_deref().and_then(|v| v.strip_prefix('@')) {
+            Some(path) => format!("{name} @{path}: the file is empty"),
+            None => format!("{name}: the value is empty"),
+        };
+        return Err(format!("{given}; nothing was sent").into());
+    }
     Ok(Some(Secret::new(value)))
 }
 
@@ -129,7 +140,7 @@ fn required(value: Option<Secret>, what: &str) -> Result<Secret> {
 
 impl TokenArgs {
     /// The target, grant and endpoint as a library request.
-    pub fn request(&self) -> Result<TokenRequest> {
+    pub fn request(&self, profile: Option<&Profile>) -> Result<TokenRequest> {
         let target = match (&self.resource, self.scope.is_empty()) {
             (Some(r), _) => Target::Resource(r.clone()),
             (None, false) => Target::Scopes(
@@ -169,13 +180,16 @@ impl TokenArgs {
         };
         let claims = match &self.claims {
             Some(c) => Some(
-                merge_claims(Some(c)).map_err(|e| flags::entra(e, &self.app, &self.endpoint))?,
+                merge_claims(Some(c))
+                    .map_err(|e| flags::entra(e, &self.app, &self.endpoint, profile))?,
             ),
             None => None,
         };
         Ok(TokenRequest {
-            endpoint: self.endpoint.token_endpoint(&self.app, target.version())?,
-            client_id: self.app.client_id()?,
+            endpoint: self
+                .endpoint
+                .token_endpoint(&self.app, profile, target.version())?,
+            client_id: self.app.client_id(profile)?,
             target,
             grant,
             claims,
@@ -199,25 +213,27 @@ pub fn cache(no_cache: bool) -> Option<Cache> {
 }
 
 pub fn run(args: &TokenArgs) -> Result<ExitCode> {
-    let request = args.request()?;
-    let signer = args.key.open()?;
+    let profile = args.key.profile()?;
+    let profile = profile.as_ref();
+    let request = args.request(profile)?;
+    let signer = args.key.open(profile)?;
     let now = unix_now();
-    let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), now)?;
+    let chain = resolve_chain(args.cert.as_ref(), profile, signer.as_ref(), now)?;
     let options = HttpOptions {
-        ca_file: args.ca_file.clone(),
+        ca_file: flags::ca_file(args.ca_file.as_ref(), profile),
         ..HttpOptions::default()
     };
     let client = Client::new(options, cache(args.no_cache));
     let credential = Credential {
         signer: signer.as_ref(),
         chain: &chain,
-        alg: args.alg,
-        x5c: args.x5c,
+        alg: flags::alg(args.alg, profile),
+        x5c: flags::x5c(args.x5c, profile)?,
         lifetime: args.lifetime,
     };
     let outcome = client
         .acquire(&credential, &request)
-        .map_err(|e| flags::entra(e, &args.app, &args.endpoint))?;
+        .map_err(|e| flags::entra(e, &args.app, &args.endpoint, profile))?;
     for w in &outcome.warnings {
         super::warn(w);
     }
@@ -249,7 +265,7 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
                 "accessToken": token.access_token.expose(),
                 "expiresOn": rfc3339(token.expires_on).replace('T', " ").replace('Z', ".000000"),
                 "expires_on": token.expires_on,
-                "tenant": args.app.tenant().unwrap_or_default(),
+                "tenant": args.app.tenant(profile).unwrap_or_default(),
                 "tokenType": token.token_type,
             });
             format!("{}\n", serde_json::to_string_pretty(&v)?)

@@ -1,6 +1,8 @@
 //! The `tpm:` key reference: `tpm:handle=0x81000001` (a persistent key) or
 //! `tpm:key=PATH` (a `TSS2 PRIVATE KEY` file), with an optional query
 //! `?tcti=…&auth-source=…&parent-auth-source=…`. Parsing only; nothing here talks to a TPM.
+//! Without `tcti=`, the TCTI comes from `TPM2TOOLS_TCTI`, `TCTI` or `TPM2OPENSSL_TCTI`,
+//! else opening the key runs tpm2-tss's default search (tabrmd, `/dev/tpmrm0`, `/dev/tpm0`).
 
 use super::{
     decode_text, escape, parse_source, query_pairs, set_once, shown_name, split_query,
@@ -10,9 +12,19 @@ use crate::secret::SecretSource;
 use std::fmt;
 use std::path::PathBuf;
 
-/// The TCTI used when neither the reference nor the environment names one: the kernel's
-/// resource manager, which also flushes whatever a crashed process left loaded.
+/// The TCTI shown when neither the reference nor the environment names one: the kernel's
+/// resource manager, which also flushes whatever a crashed process left loaded. Opening
+/// the key then runs tpm2-tss's default search ([`DEFAULT_SEARCH`]), as tpm2-tools and
+/// tpm2-openssl do, and uses the first that answers.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// tpm2-tss's default TCTI search, in its order: the access broker (tabrmd), the kernel's
+/// resource manager, the raw device.
+pub const DEFAULT_SEARCH: [&str; 3] = ["tabrmd", "device:/dev/tpmrm0", "device:/dev/tpm0"];
+
+/// The environment variables that name the TCTI when the reference does not, in the order
+/// they are read: tpm2-tools', tpm2-tss's, tpm2-openssl's.
+pub const TCTI_ENV: [&str; 3] = ["TPM2TOOLS_TCTI", "TCTI", "TPM2OPENSSL_TCTI"];
 
 /// Where the key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +46,9 @@ pub struct TpmUri {
     pub tcti: String,
     /// Whether `tcti` came from the reference itself (rather than env or the default).
     pub tcti_explicit: bool,
+    /// Whether nothing named the TCTI: opening the key runs [`DEFAULT_SEARCH`] and `tcti`
+    /// ([`DEFAULT_TCTI`] until then) becomes the one that answered.
+    pub tcti_search: bool,
     /// Where the key's password (authValue) comes from (`auth-source=` or `auth-value=`).
     pub auth: Option<SecretSource>,
     /// Where the owner hierarchy's (or a persistent parent's) password comes from.
@@ -127,11 +142,16 @@ impl TpmUri {
             }
         }
         let tcti_explicit = tcti.is_some();
-        let tcti = tcti.unwrap_or_else(default_tcti);
+        let from_env = if tcti_explicit { None } else { env_tcti() };
+        let tcti_search = !tcti_explicit && from_env.is_none();
+        let tcti = tcti
+            .or(from_env)
+            .unwrap_or_else(|| DEFAULT_TCTI.to_string());
         Ok(Self {
             key,
             tcti,
             tcti_explicit,
+            tcti_search,
             auth,
             parent_auth,
         })
@@ -166,12 +186,16 @@ impl fmt::Display for TpmUri {
     }
 }
 
-/// `TPM2TOOLS_TCTI`, then `TCTI`, else [`DEFAULT_TCTI`].
+/// The TCTI the environment names ([`TCTI_ENV`], in order), else [`DEFAULT_TCTI`].
 pub fn default_tcti() -> String {
-    ["TPM2TOOLS_TCTI", "TCTI"]
+    env_tcti().unwrap_or_else(|| DEFAULT_TCTI.to_string())
+}
+
+/// The first of [`TCTI_ENV`] that is set and not blank.
+fn env_tcti() -> Option<String> {
+    TCTI_ENV
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| DEFAULT_TCTI.to_string())
 }
 
 fn bad(uri: &str, detail: &str) -> KeyRefError {

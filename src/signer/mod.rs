@@ -313,7 +313,11 @@ pub fn open_with(
 fn bounded(key: &KeyRef, signer: Box<dyn Signer>, options: &OpenOptions) -> Box<dyn Signer> {
     let device = match key {
         KeyRef::Tpm(uri) => device::Device::Tpm {
-            tcti: uri.tcti.clone(),
+            tcti: if uri.tcti_search {
+                crate::keyref::tpm::DEFAULT_SEARCH.join(", then ")
+            } else {
+                uri.tcti.clone()
+            },
         },
         KeyRef::Pkcs11(uri) => device::Device::Pkcs11 {
             module: pkcs11_module_name(uri),

@@ -33,13 +33,21 @@
 //! and an empty `.stdout`): trycmd checks only an output whose field or file exists, and
 //! that test insists on both. A new snapbox snapshot is written by `SNAPSHOTS=overwrite`.
 
+#[cfg(feature = "emulator")]
+#[path = "../common/mod.rs"]
+mod common;
+
 mod assertion;
 mod cases;
 mod certs;
+#[cfg(feature = "emulator")]
+mod ecosystem;
 mod errors;
 mod generate;
 mod inputs;
 mod inspect;
+#[cfg(feature = "emulator")]
+mod profiles;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -60,6 +68,8 @@ pub fn certassert(dir: &Path) -> Command {
         "AZURE_AUTHORITY_HOST",
         "AZURE_CLIENT_CERTIFICATE_PATH",
         "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+        "CERTASSERT_PROFILE",
     ] {
         cmd.env_remove(var);
     }

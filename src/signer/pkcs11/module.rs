@@ -49,8 +49,13 @@ const MODULE_DIRS: &[&str] = &[
     "/usr/local/lib",
 ];
 
+/// The environment variables that name the module when the reference does not, in the
+/// order they are read: certassert's own, then libp11's (the OpenSSL engine's).
+pub(crate) const MODULE_ENV: [&str; 2] = ["PKCS11_MODULE", "PKCS11_MODULE_PATH"];
+
 /// The module a reference names: `module-path`, else `module-name`, else (for `piv:`)
-/// ykcs11, else env `PKCS11_MODULE`, else p11-kit's proxy.
+/// ykcs11, else env `PKCS11_MODULE`, else env `PKCS11_MODULE_PATH` (libp11's name), else
+/// p11-kit's proxy.
 ///
 /// # Errors
 /// The named module does not exist, or no default module is installed.
@@ -92,20 +97,23 @@ pub fn resolve(uri: &Pkcs11Uri) -> Result<PathBuf, Pkcs11Error> {
             source: None,
         });
     }
-    if let Some(path) = std::env::var_os("PKCS11_MODULE").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        if !path.exists() {
-            return Err(Pkcs11Error::Module {
-                path,
-                detail: "named by PKCS11_MODULE, but no such file".into(),
-                source: None,
-            });
+    // PKCS11_MODULE, then libp11's (the OpenSSL engine's) PKCS11_MODULE_PATH.
+    for var in MODULE_ENV {
+        if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            if !path.exists() {
+                return Err(Pkcs11Error::Module {
+                    path,
+                    detail: format!("named by {var}, but no such file; fix the variable or add ?module-path=/path/to/module.so to the URI"),
+                    source: None,
+                });
+            }
+            return Ok(path);
         }
-        return Ok(path);
     }
     first_existing(P11KIT_PROXY).ok_or_else(|| Pkcs11Error::Module {
         path: PathBuf::from("p11-kit-proxy.so"),
-        detail: "no module was named and p11-kit's proxy is not installed: add ?module-path=/path/to/module.so to the URI or set PKCS11_MODULE".into(),
+        detail: "no module was named and p11-kit's proxy is not installed: add ?module-path=/path/to/module.so to the URI or set PKCS11_MODULE (or libp11's PKCS11_MODULE_PATH)".into(),
         source: None,
     })
 }

@@ -224,6 +224,50 @@ pub(crate) fn connect(tcti: &str) -> Result<Context, Error> {
     })
 }
 
+/// Open an ESYS context for `uri`: on the TCTI it names, or — when nothing named one
+/// ([`TpmUri::tcti_search`]) — on the first of tpm2-tss's default search
+/// ([`DEFAULT_SEARCH`](crate::keyref::tpm::DEFAULT_SEARCH)) that answers, which then
+/// becomes `uri.tcti` (so reconnecting, and every later message, use the one chosen).
+///
+/// # Errors
+/// As [`connect`]; when the search finds nothing, [`TpmError::NoTpmFound`] says what was
+/// tried and why each was passed over.
+pub(crate) fn connect_uri(uri: &mut TpmUri) -> Result<Context, Error> {
+    if !uri.tcti_search {
+        return connect(&uri.tcti);
+    }
+    let (ctx, chosen) = search(&crate::keyref::tpm::DEFAULT_SEARCH, |tcti| {
+        if let Some(device) = tcti.strip_prefix("device:") {
+            if !std::path::Path::new(device).exists() {
+                return Err("no such device".to_string());
+            }
+        }
+        connect(tcti).map_err(|e| match e {
+            Error::Tpm(TpmError::Connect { source, .. }) => source.to_string(),
+            other => other.to_string(),
+        })
+    })?;
+    uri.tcti = chosen;
+    uri.tcti_search = false;
+    Ok(ctx)
+}
+
+/// The first of `candidates` that `connect` reaches, and its name; else
+/// [`TpmError::NoTpmFound`] with each candidate and why it failed, in order.
+pub(crate) fn search<C>(
+    candidates: &[&str],
+    mut connect: impl FnMut(&str) -> Result<C, String>,
+) -> Result<(C, String), Error> {
+    let mut tried = Vec::new();
+    for tcti in candidates {
+        match connect(tcti) {
+            Ok(c) => return Ok((c, (*tcti).to_string())),
+            Err(why) => tried.push(((*tcti).to_string(), why)),
+        }
+    }
+    Err(TpmError::NoTpmFound { tried }.into())
+}
+
 /// Flush a transient object, ignoring failure (the connection may be gone, and then so is
 /// the object on a TPM that was restarted).
 pub(crate) fn flush(ctx: &mut Context, handle: impl Into<ObjectHandle>) {
@@ -474,4 +518,46 @@ fn load_blob(
         transient: true,
         public,
     })
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_that_answers_is_chosen_in_tpm2_tss_order() {
+        let mut asked = Vec::new();
+        let (got, chosen) = search(&crate::keyref::tpm::DEFAULT_SEARCH, |t| {
+            asked.push(t.to_string());
+            if t == "device:/dev/tpmrm0" {
+                Ok(7)
+            } else {
+                Err("not here".to_string())
+            }
+        })
+        .unwrap();
+        assert_eq!((got, chosen.as_str()), (7, "device:/dev/tpmrm0"));
+        assert_eq!(
+            asked,
+            ["tabrmd", "device:/dev/tpmrm0"],
+            "stops at the first"
+        );
+    }
+
+    #[test]
+    fn when_none_answers_the_error_lists_each_and_why() {
+        let e = search::<()>(&crate::keyref::tpm::DEFAULT_SEARCH, |t| {
+            Err(format!("{} is away", t.len()))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tabrmd (6 is away), device:/dev/tpmrm0 (18 is away), device:/dev/tpm0 (16 is away)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("TPM2TOOLS_TCTI") && e.contains("TPM2OPENSSL_TCTI"),
+            "{e}"
+        );
+    }
 }

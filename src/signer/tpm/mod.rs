@@ -80,6 +80,21 @@ pub enum TpmError {
         /// The TSS error (`TssError`).
         source: BoxError,
     },
+    /// Nothing named the TCTI and tpm2-tss's default search reached no TPM.
+    #[error("no TPM found: nothing names the TCTI (tcti= in the key reference, TPM2TOOLS_TCTI, TCTI or TPM2OPENSSL_TCTI) and tpm2-tss's default search reached none of {}; name the TPM's TCTI there (swtpm: swtpm:host=127.0.0.1,port=2321)", tried_list(.tried))]
+    NoTpmFound {
+        /// Each TCTI tried, in order, and why it was passed over.
+        tried: Vec<(String, String)>,
+    },
+    /// Something failed on the TPM that tpm2-tss's default search chose (nothing named a
+    /// TCTI); `source` is what failed, `tcti` the TPM it happened on.
+    #[error("{source} (on the TPM at \"{tcti}\", chosen by tpm2-tss's default search because nothing names the TCTI)")]
+    FoundBySearch {
+        /// The TCTI the search chose.
+        tcti: String,
+        /// What failed there.
+        source: Box<crate::signer::Error>,
+    },
     /// The connection broke while signing and reconnecting failed.
     #[error("lost the connection to the TPM ({lost}) and could not reconnect through TCTI \"{tcti}\": {source}")]
     Reconnect {
@@ -200,4 +215,13 @@ impl TpmError {
         use std::error::Error as _;
         self.source()?.downcast_ref::<TssError>().map(TssError::tss)
     }
+}
+
+/// `tabrmd (why), device:/dev/tpmrm0 (why), …`
+fn tried_list(tried: &[(String, String)]) -> String {
+    tried
+        .iter()
+        .map(|(tcti, why)| format!("{tcti} ({why})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

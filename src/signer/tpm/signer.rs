@@ -197,7 +197,11 @@ impl TpmSigner {
             (KeyLocation::Handle(_), _) => None,
         };
 
-        let tcti = uri.tcti.clone();
+        let tcti = if uri.tcti_search {
+            crate::keyref::tpm::DEFAULT_SEARCH.join(", then ")
+        } else {
+            uri.tcti.clone()
+        };
         let loads_transients =
             matches!(uri.key, KeyLocation::File(_)) || matches!(setup, Setup::Generate { .. });
         let shared = Arc::new(Shared(Mutex::new(SendConnection(Connection {
@@ -329,7 +333,23 @@ struct Connection {
 
 impl Connection {
     fn setup(&mut self, setup: Setup) -> Result<KeyInfo, Error> {
-        let mut ctx = connect(&self.uri.tcti)?;
+        let searched = self.uri.tcti_search;
+        let ctx = super::context::connect_uri(&mut self.uri)?;
+        // A TPM the default search chose is named in any error that follows.
+        self.setup_on(ctx, setup).map_err(|e| {
+            if searched {
+                TpmError::FoundBySearch {
+                    tcti: self.uri.tcti.clone(),
+                    source: Box::new(e),
+                }
+                .into()
+            } else {
+                e
+            }
+        })
+    }
+
+    fn setup_on(&mut self, mut ctx: Context, setup: Setup) -> Result<KeyInfo, Error> {
         if let Setup::Generate { bits } = setup {
             let made = generate::generate(
                 &mut ctx,
