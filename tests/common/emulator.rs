@@ -124,6 +124,8 @@ pub fn certassert(cache: &Path) -> Command {
     for var in [
         "CERTASSERT_KEY",
         "CERTASSERT_CERT",
+        "CERTASSERT_PROFILE",
+        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
         "AZURE_TENANT_ID",
         "AZURE_CLIENT_ID",
         "AZURE_AUTHORITY_HOST",
