@@ -27,7 +27,7 @@ pub enum CertCommand {
     Csr(CsrArgs),
     /// Show a certificate: the portal's hex thumbprint, x5t, x5t#S256, validity, key usage
     #[command(
-        after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key 'file:app.pfx?password-source=env:PFX_PASS'\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together"
+        after_help = "Examples:\n  certassert cert show --cert app.cert.pem\n  certassert cert show --key 'file:app.pfx?password-source=env:PFX_PASS'\n  certassert cert show --key app.key.pem --cert app.cert.pem     # also checks they belong together\n\n--format json prints {\"subject\",\"issuer\",\"serial\",\"not_before\",\"not_after\",\"valid\",\"key\",\n\"key_usage\",\"ca\",\"thumbprint_sha1\",\"x5t\",\"x5t#S256\",\"key_matches\",\"chain_length\"}."
     )]
     Show(ShowArgs),
     /// Print the keyCredentials entry that registers the certificate in an app manifest / Microsoft Graph
@@ -81,9 +81,8 @@ pub struct ShowArgs {
     cert: Option<PathBuf>,
     #[command(flatten)]
     key: KeyArg,
-    /// Print JSON instead of text
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: super::flags::FormatArg,
 }
 
 #[derive(Args)]
@@ -246,7 +245,7 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         || "not RSA — Entra ID accepts RSA only".to_string(),
         |b| format!("RSA {b}"),
     );
-    if args.json {
+    if args.format.get() == super::flags::Format::Json {
         let v = serde_json::json!({
             "subject": c.subject(), "issuer": c.issuer(), "serial": c.serial_hex(),
             "not_before": rfc3339(c.not_before()), "not_after": rfc3339(c.not_after()),

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 #[command(after_help = "\
-Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
+Exit status 0 when nothing failed (warnings allowed), 1 otherwise. --format json prints
+{\"ok\",\"checks\":[{\"status\" (ok|info|warn|fail),\"check\",\"detail\"}]}.
 
 Examples:
   certassert doctor --key app.key.pem --cert app.cert.pem
@@ -40,11 +41,15 @@ pub struct DoctorArgs {
     /// Extra CA certificate(s) to trust (PEM) [default: the profile's ca_file]
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    format: super::flags::FormatArg,
 }
 
 struct Report {
     text: String,
     failed: bool,
+    format: super::flags::Format,
+    checks: Vec<serde_json::Value>,
 }
 
 impl Report {
@@ -54,6 +59,23 @@ impl Report {
         }
         self.text
             .push_str(&format!("{status:<5} {what:<12} {}\n", detail.as_ref()));
+        self.checks.push(serde_json::json!({
+            "status": status.to_lowercase(),
+            "check": what,
+            "detail": detail.as_ref(),
+        }));
+    }
+
+    /// The report so far: its lines, or `{"ok", "checks":[{"status","check","detail"}]}`.
+    fn print(&self) -> Result<()> {
+        match self.format {
+            super::flags::Format::Text => super::print(&self.text)?,
+            super::flags::Format::Json => {
+                let v = serde_json::json!({ "ok": !self.failed, "checks": self.checks });
+                super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +83,8 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let mut r = Report {
         text: String::new(),
         failed: false,
+        format: args.format.get(),
+        checks: Vec::new(),
     };
     let now = unix_now();
     let profile = args.key.profile()?;
@@ -93,7 +117,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             r.line("FAIL", "key", e.to_string());
-            super::print(&r.text)?;
+            r.print()?;
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -111,12 +135,12 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
                 "certificate",
                 "none given and none stored with the key: pass --cert PATH",
             );
-            super::print(&r.text)?;
+            r.print()?;
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => {
             r.line("FAIL", "certificate", e);
-            super::print(&r.text)?;
+            r.print()?;
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -264,7 +288,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
             "pass --tenant and --client-id (or --token-url) to try a token request",
         ),
     }
-    super::print(&r.text)?;
+    r.print()?;
     Ok(if r.failed {
         ExitCode::FAILURE
     } else {

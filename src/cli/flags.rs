@@ -350,3 +350,37 @@ mod tests {
         }
     }
 }
+
+/// `--format text|json` of the reporting commands (cert show, inspect, doctor, key list,
+/// key show): text for people, JSON (stable keys, each command's shape in its --help) for
+/// scripts. `--json` is kept as a hidden alias where it existed.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct FormatArg {
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Same as --format json (kept for scripts that use it)
+    #[arg(long, hide = true)]
+    pub json: bool,
+}
+
+impl FormatArg {
+    /// The format asked for.
+    pub fn get(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+}
+
+/// What a reporting command prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines for people
+    #[default]
+    Text,
+    /// One JSON document
+    Json,
+}

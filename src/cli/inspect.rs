@@ -13,7 +13,8 @@ use std::process::ExitCode;
 #[command(after_help = "\
 Each problem is named with the AADSTS error Entra would answer (5002723 no thumbprint,
 700027 wrong thumbprint or signature, 700023 audience, 700021 issuer/subject, 700024 times,
-5002738 algorithm). Exit status 1 when Entra would refuse the assertion.
+5002738 algorithm). Exit status 1 when Entra would refuse the assertion. --format json
+prints {\"header\",\"claims\",\"findings\":[{\"severity\" (error|warning),\"aadsts\",\"message\"}]}.
 
 Examples:
   certassert inspect eyJhbGciOi…
@@ -30,9 +31,8 @@ pub struct InspectArgs {
     /// The token endpoint the assertion is posted to (checked against aud)
     #[arg(long, value_name = "URL")]
     aud: Option<String>,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    format: super::flags::FormatArg,
 }
 
 pub fn run(args: &InspectArgs) -> Result<ExitCode> {
@@ -60,7 +60,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         audience: args.aud.as_deref(),
     };
     let report = inspect(&jwt, &expect)?;
-    if args.json {
+    if args.format.get() == super::flags::Format::Json {
         print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
         print(&render(&report))?;

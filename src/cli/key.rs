@@ -1,11 +1,12 @@
 //! `certassert key generate`, `key list` and `key show`.
 
+use super::flags::Format;
 use super::{write_new, KeyArg, KeyError, Result};
 use certassert::cert::Certificate;
 use certassert::encoding::{hex, rfc3339};
 use certassert::keyref::KeyRef;
 use certassert::signer::list::{self, Device, Place};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,16 +43,6 @@ The JSON is {\"reference\",\"algorithm\",\"bits\",\"public_key_sha256\",\"public
 \"certificate\":{\"subject\",\"not_after\",\"thumbprint\",\"x5t\",\"x5t#S256\"}} (certificate null
 when the key has none stored with it).")]
     Show(ShowArgs),
-}
-
-/// Text for people, JSON (stable keys, documented in --help) for scripts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Lines for people
-    #[default]
-    Text,
-    /// One JSON document
-    Json,
 }
 
 #[derive(Args)]

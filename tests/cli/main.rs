@@ -43,6 +43,7 @@ mod certs;
 #[cfg(feature = "emulator")]
 mod ecosystem;
 mod errors;
+mod formats;
 mod generate;
 mod inputs;
 mod inspect;
