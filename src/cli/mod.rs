@@ -13,6 +13,7 @@ mod flags;
 mod generate;
 mod inspect;
 mod key;
+mod localtime;
 mod log;
 mod prompt;
 mod token;

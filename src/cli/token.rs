@@ -263,7 +263,10 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
         Format::Az => {
             let v = serde_json::json!({
                 "accessToken": token.access_token.expose(),
-                "expiresOn": rfc3339(token.expires_on).replace('T', " ").replace('Z', ".000000"),
+                // Local time, as az prints it (UTC only if the C library cannot say).
+                "expiresOn": super::localtime::az_local(token.expires_on).unwrap_or_else(|| {
+                    rfc3339(token.expires_on).replace('T', " ").replace('Z', ".000000")
+                }),
                 "expires_on": token.expires_on,
                 "tenant": args.app.tenant(profile).unwrap_or_default(),
                 "tokenType": token.token_type,

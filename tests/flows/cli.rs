@@ -95,7 +95,24 @@ fn cli_token_formats_and_the_cache() {
     assert_eq!(az["accessToken"], raw);
     assert_eq!(az["tenant"], TENANT);
     assert_eq!(az["expires_on"], json["expires_on"]);
-    assert_eq!(emu.requests().len(), 1, "both answered from the cache");
+    // expiresOn is local time, as az prints it: what GNU date says in the same zones.
+    for tz in ["UTC", "Asia/Kolkata", "America/New_York", "Pacific/Chatham"] {
+        let az: Value = serde_json::from_str(&stdout_ok(&run(certassert(&cache)
+            .args(&args)
+            .args(["--format", "az"])
+            .env("TZ", tz))))
+        .unwrap();
+        let date = std::process::Command::new("date")
+            .arg("-d")
+            .arg(format!("@{}", az["expires_on"]))
+            .arg("+%Y-%m-%d %H:%M:%S.000000")
+            .env("TZ", tz)
+            .output()
+            .expect("date");
+        let expected = String::from_utf8(date.stdout).unwrap();
+        assert_eq!(az["expiresOn"], expected.trim(), "TZ={tz}");
+    }
+    assert_eq!(emu.requests().len(), 1, "all answered from the cache");
 
     let fresh = stdout_ok(&run(certassert(&cache).args(&args).arg("--no-cache")));
     assert_ne!(fresh.trim(), raw);
