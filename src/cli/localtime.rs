@@ -4,7 +4,7 @@
 /// `unix` as local wall-clock time in az's format, or `None` when the C library cannot
 /// convert it (then the caller falls back to UTC).
 pub fn az_local(unix: i64) -> Option<String> {
-    let t: libc::time_t = unix.try_into().ok()?;
+    let t: libc::time_t = unix;
     // SAFETY: `tm` is a plain C struct for which all-zero bytes are a valid value, and
     // localtime_r(3) writes only into it (the reentrant variant: no shared static buffer);
     // both pointers are valid for the duration of the call.
