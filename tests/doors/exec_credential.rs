@@ -1,0 +1,1 @@
+//! kubectl: `token --format exec-credential`.

@@ -1,0 +1,1 @@
+//! The token file for WorkloadIdentityCredential: `assertion --out FILE [--every SECS]`.
