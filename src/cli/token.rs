@@ -50,7 +50,7 @@ Examples:
   certassert token --key app.key.pem --tenant T --client-id C --grant on-behalf-of \\
       --user-assertion @incoming.jwt --scope https://graph.microsoft.com/User.Read
   certassert token --key tpm:key=app.tss2.pem --cert app.cert.pem --tenant T --client-id C \\
-      --scope 6dae42f8-4368-4678-94ff-3960e28e3630/.default --format exec-credential   # kubectl, AKS")]
+      --scope 6dae42f8-4368-4678-94ff-3960e28e3630/.default --format exec-credential")]
 pub struct TokenArgs {
     #[command(flatten)]
     pub key: KeyArg,

@@ -164,3 +164,23 @@ fn key_and_cert(dir: &Path, app: &AppFiles) -> PathBuf {
     pem.extend(std::fs::read(&app.cert).unwrap());
     common::write(dir, "app.key-and-cert.pem", pem)
 }
+
+/// Client options for the Rust Azure SDK pointing at the emulator: its URL as a custom
+/// cloud's authority host, and a reqwest transport trusting its CA.
+fn rust_sdk_options(setup: &Setup) -> azure_core::http::ClientOptions {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(setup.ca()).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let mut cloud = azure_core::cloud::CustomConfiguration::default();
+    cloud.authority_host = setup.emulator.url.clone();
+    azure_core::http::ClientOptions {
+        cloud: Some(std::sync::Arc::new(cloud.into())),
+        transport: Some(azure_core::http::Transport::new(std::sync::Arc::new(
+            client,
+        ))),
+        ..Default::default()
+    }
+}
