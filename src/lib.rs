@@ -26,6 +26,8 @@
 #![warn(missing_docs)]
 
 pub mod assertion;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod cert;
 #[cfg(feature = "emulator")]
 pub mod emulator;
