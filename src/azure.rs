@@ -13,7 +13,7 @@
 //! `refresh_in`), and single flight: concurrent `get_token` calls for the same scopes on
 //! a cold or stale cache make one request, the others wait for it and share its token.
 //!
-//! Signing and the blocking HTTP request cross into async in one place ([`blocking`]): a
+//! Signing and the blocking HTTP request cross into async in one place (`blocking`): a
 //! worker thread that answers through a oneshot channel. That ties the credential to no
 //! async runtime (azure_core lets applications choose theirs), and a fetch happens once
 //! per token lifetime, so a thread per fetch costs nothing next to the RSA signature and
