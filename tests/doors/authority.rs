@@ -391,3 +391,45 @@ fn discovery_documents_instance_discovery_and_unknown_tenants_answer_as_entra_do
     let (status, _) = get(&setup, "/common/discovery/instance?api-version=1.1");
     assert_eq!(status, 400);
 }
+
+#[test]
+fn the_emulator_prints_one_line_per_request_without_secrets() {
+    use std::io::BufRead as _;
+    let dir = common::tempdir();
+    let app = common::emulator::AppFiles::new(dir.path(), "app", CLIENT);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args(["emulator", "--listen", "127.0.0.1:0", "--tenant", TENANT])
+        .args(["--register", &format!("{CLIENT}={}", s(&app.cert))])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = stdout.next().unwrap().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let token = |key: &std::path::Path, cert: &std::path::Path| {
+        common::emulator::certassert(&dir.path().join("cache"))
+            .args(["token", "--key", s(key), "--cert", s(cert), "--no-cache"])
+            .args(["--tenant", TENANT, "--client-id", CLIENT, "--scope", GRAPH])
+            .args(["--authority-host", &url])
+            .output()
+            .unwrap()
+    };
+    assert!(token(&app.key, &app.cert).status.success());
+    let stranger = common::emulator::AppFiles::new(dir.path(), "stranger", CLIENT);
+    let refused = token(&stranger.key, &stranger.cert);
+    assert!(!refused.status.success());
+    // Each line is written before the answer goes out, so both are there to read.
+    let lines: Vec<String> = (0..2).map(|_| stderr.next().unwrap().unwrap()).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let path = format!("POST /{TENANT}/oauth2/v2.0/token");
+    assert_eq!(
+        lines,
+        [
+            format!("{path} grant=client_credentials client={CLIENT} -> 200"),
+            format!("{path} grant=client_credentials client={CLIENT} -> 401 AADSTS700027"),
+        ]
+    );
+}
