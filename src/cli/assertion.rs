@@ -10,7 +10,8 @@
 //! send what they read until the next read, so an assertion must stay valid for the
 //! rewrite interval plus [`SDK_REREAD`]: `--every` defaults to 300 s and the lifetime to
 //! 1,200 s (300 + 600 + 300 s of margin), and an `--every` closer than that to the
-//! lifetime is refused.
+//! lifetime is refused. A failure to sign or write ends the command with the error (exit
+//! 1), leaving the file with its last assertion; a supervisor restarts it.
 
 use super::{flags, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
 use certassert::assertion::{self, Params, DEFAULT_LIFETIME, MAX_LIFETIME};
@@ -141,8 +142,9 @@ pub fn run(args: &AssertionArgs) -> Result<ExitCode> {
     if every.is_some() {
         certassert::signer::tpm::set_interrupt_cleanup(false);
     }
-    let stop = every.map(|_| stop_signals()).transpose()?;
     let signer = args.key.open()?;
+    // After the key is open: a PIN prompt stays interruptible by Ctrl-C.
+    let stop = every.map(|_| stop_signals()).transpose()?;
     let sign = || -> Result<String> {
         let now = unix_now();
         let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), now)?;
