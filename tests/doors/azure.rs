@@ -307,3 +307,92 @@ async fn an_azure_core_pipeline_authenticates_with_the_credential() {
     // One token for both requests.
     assert_eq!(setup.token_requests().len(), 1);
 }
+
+/// The point of it all: the key in an HSM (SoftHSM2, made by pkcs11-tool), the Rust
+/// SDK's credential signing through it. Runs in a process of its own (SoftHSM2 reads its
+/// configuration once per process).
+#[cfg(feature = "pkcs11")]
+#[test]
+fn signer_credential_signs_with_a_softhsm2_key() {
+    use crate::common::softhsm::isolated;
+    isolated(
+        "azure::signer_credential_signs_with_a_softhsm2_key",
+        |hsm| {
+            hsm.keypairgen("app", "01", &[]);
+            let cert = hsm.dir.join("app.cert.pem");
+            let out = hsm.certassert(&[
+                "cert",
+                "create",
+                "--key",
+                &hsm.uri("object=app"),
+                "--subject",
+                "CN=app",
+                "--store",
+                "--out",
+                common::s(&cert),
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        },
+        |hsm| {
+            let signer: Arc<dyn Signer> = signer::open(
+                &hsm.uri("object=app").parse().unwrap(),
+                &certassert::secret::NoCallbacks,
+            )
+            .unwrap()
+            .into();
+            // The certificate stored with the key in the token.
+            let stored =
+                certassert::cert::Certificate::from_der(signer.certificate_der().unwrap().to_vec())
+                    .unwrap();
+            let running = certassert::emulator::start(certassert::emulator::Config {
+                apps: vec![certassert::emulator::App {
+                    client_id: CLIENT.into(),
+                    certificates: vec![stored.clone()],
+                }],
+                tenant: Some(TENANT.into()),
+                tls: true,
+                reject_jti_replay: true,
+                ..certassert::emulator::Config::default()
+            })
+            .unwrap();
+            let ca = common::write(&hsm.dir, "ca.pem", running.ca_pem().unwrap());
+            let options = CredentialOptions {
+                authority_host: running.url().to_string(),
+                alg: Algorithm::Ps256,
+                http: HttpOptions {
+                    ca_file: Some(ca),
+                    ..HttpOptions::default()
+                },
+                ..CredentialOptions::default()
+            };
+            let credential =
+                SignerCredential::new(signer, vec![stored.clone()], TENANT, CLIENT, options)
+                    .unwrap();
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            for scope in [GRAPH, VAULT] {
+                let token = runtime
+                    .block_on(credential.get_token(&[scope], None))
+                    .unwrap();
+                assert_eq!(claims(token.token.secret())["appid"], CLIENT);
+            }
+            let requests = running.requests();
+            assert_eq!(requests.len(), 2);
+            for r in &requests {
+                assert_eq!(r.status, 200);
+                let a = r.field("client_assertion").unwrap();
+                let (input, sig) = a.rsplit_once('.').unwrap();
+                common::rsa_crate_verify(
+                    stored.spki_der(),
+                    Algorithm::Ps256,
+                    input.as_bytes(),
+                    &common::b64url_decode(sig),
+                )
+                .unwrap();
+            }
+        },
+    );
+}
