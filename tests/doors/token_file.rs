@@ -331,3 +331,86 @@ async fn rust_azure_identity_workload_identity_credential_gets_a_token_from_the_
     assert_eq!(sent, written.as_str());
     assert_eq!(stop(&mut child, "-TERM").code(), Some(0));
 }
+
+/// The token file signed in an HSM: a SoftHSM2 key made by pkcs11-tool, `assertion
+/// --every` keeping the file fresh, Python azure-identity's WorkloadIdentityCredential
+/// getting a token with it.
+#[cfg(feature = "pkcs11")]
+#[test]
+fn a_softhsm2_key_keeps_the_token_file_for_python_azure_identity() {
+    use crate::common::emulator::ChildEmulator;
+    use crate::common::softhsm::SoftHsm;
+    let hsm = SoftHsm::new(&[]);
+    hsm.keypairgen("app", "01", &[]);
+    let cert = hsm.dir.join("app.cert.pem");
+    let key = hsm.uri("object=app");
+    let out = hsm.certassert(&[
+        "cert",
+        "create",
+        "--key",
+        &key,
+        "--subject",
+        "CN=app",
+        "--store",
+        "--out",
+        s(&cert),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = hsm.dir.join("ca.pem");
+    let register = format!("{CLIENT}={}", s(&cert));
+    let emulator = ChildEmulator::start(&[
+        "--register",
+        &register,
+        "--tls",
+        "--ca-out",
+        s(&ca),
+        "--tenant",
+        TENANT,
+    ]);
+    let file = hsm.dir.join("token");
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args([
+            "assertion",
+            "--key",
+            &key,
+            "--tenant",
+            TENANT,
+            "--client-id",
+            CLIENT,
+        ])
+        .args([
+            "--authority-host",
+            &emulator.url,
+            "--alg",
+            "PS256",
+            "--out",
+            s(&file),
+            "--every",
+        ])
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env_remove("CERTASSERT_CERT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = next_assertion(&file, None);
+    assert_eq!(header(&written)["alg"], "PS256");
+    let mut python = Command::new(common::python::python());
+    python
+        .env("SSL_CERT_FILE", &ca)
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .env("AZURE_FEDERATED_TOKEN_FILE", &file)
+        .env("AZURE_AUTHORITY_HOST", &emulator.url)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy");
+    let token = python_json(&mut python, WORKLOAD_IDENTITY, &[GRAPH]);
+    assert_eq!(claims(token["token"].as_str().unwrap())["appid"], CLIENT);
+    assert_eq!(stop(&mut writer, "-TERM").code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+}
