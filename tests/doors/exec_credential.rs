@@ -96,3 +96,87 @@ fn exec_credential_is_kubectls_v1_shape_with_the_tokens_expiry() {
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
     assert_eq!(running.requests().len(), 1);
 }
+
+/// The Kubernetes Python client (PyPI `kubernetes`) loads a kubeconfig whose user is the
+/// README's exec stanza, runs `certassert token --format exec-credential` as kubectl
+/// would, and sends the emulator's token as its bearer; it parses the expiry with its own
+/// RFC 3339 reader.
+#[test]
+fn the_kubernetes_client_runs_the_readme_exec_stanza() {
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT);
+    let running = start(&[&app], Some(TENANT), false);
+    let kubeconfig = format!(
+        r#"apiVersion: v1
+kind: Config
+clusters:
+- name: aks
+  cluster:
+    server: https://127.0.0.1:6443
+contexts:
+- name: aks
+  context:
+    cluster: aks
+    user: certassert
+current-context: aks
+users:
+- name: certassert
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {bin}
+      args:
+      - token
+      - --key
+      - {key}
+      - --cert
+      - {cert}
+      - --tenant
+      - {TENANT}
+      - --client-id
+      - {CLIENT}
+      - --authority-host
+      - {host}
+      - --scope
+      - 6dae42f8-4368-4678-94ff-3960e28e3630/.default
+      - --format
+      - exec-credential
+      interactiveMode: Never
+"#,
+        bin = env!("CARGO_BIN_EXE_certassert"),
+        key = s(&app.key),
+        cert = s(&app.cert),
+        host = running.url(),
+    );
+    let path = common::write(dir.path(), "kubeconfig", kubeconfig);
+    let script = r#"
+import sys, json
+from kubernetes import client, config
+from kubernetes.config.kube_config import _get_kube_config_loader
+c = client.Configuration()
+config.load_kube_config(config_file=sys.argv[1], client_configuration=c)
+loader = _get_kube_config_loader(filename=sys.argv[1])
+loader._load_authentication()
+print(json.dumps({"authorization": c.api_key.get("BearerToken"),
+                  "expiry": int(loader.expiry.timestamp()) if loader.expiry else None}))
+"#;
+    let mut python = std::process::Command::new(common::python::python());
+    python
+        .current_dir(dir.path())
+        .env("CERTASSERT_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("CERTASSERT_KEY")
+        .env_remove("CERTASSERT_CERT");
+    let out = crate::python_json(&mut python, script, &[s(&path)]);
+    let bearer = out["authorization"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {out}"));
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    assert_eq!(claims(token)["aud"], "6dae42f8-4368-4678-94ff-3960e28e3630");
+    let exp = claims(token)["exp"].as_i64().unwrap();
+    let expiry = out["expiry"].as_i64().unwrap();
+    assert!((exp..=exp + 2).contains(&expiry), "{expiry} vs exp {exp}");
+    // The second load was answered from certassert's cache: one request in all.
+    assert_eq!(running.requests().len(), 1);
+}
