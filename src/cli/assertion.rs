@@ -6,9 +6,10 @@
 //! the old one), holds the JWS alone with no newline, and is never a symbolic link or
 //! another user's file. With `--every` the file is rewritten (new `jti`, new times) until
 //! SIGTERM or SIGINT; then the command exits 0, leaving the last file, which is still
-//! valid. The SDKs re-read the file every 5 (Python, .NET, Go) to 10 (Rust) minutes and
-//! send what they read until the next read, so an assertion must stay valid for the
-//! rewrite interval plus [`SDK_REREAD`]: `--every` defaults to 300 s and the lifetime to
+//! valid. The SDKs read the file again only when what they read is 10 minutes old
+//! (azure-identity for Python 1.27 and the Rust `azure_identity` 1.0: 600 s) and send what
+//! they read until then, so an assertion must stay valid for the rewrite interval plus
+//! [`SDK_REREAD`]: `--every` defaults to 300 s and the lifetime to
 //! 1,200 s (300 + 600 + 300 s of margin), and an `--every` closer than that to the
 //! lifetime is refused. A failure to sign or write ends the command with the error (exit
 //! 1), leaving the file with its last assertion; a supervisor restarts it.
@@ -26,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The longest an SDK keeps sending a token file's content after reading it: the Rust
-/// `azure_identity` re-reads it after 600 s, Python's azure-identity after 300 s.
+/// The longest an SDK keeps sending a token file's content after reading it: Python's
+/// azure-identity (1.27) and the Rust `azure_identity` (1.0) both re-read it after 600 s.
 pub const SDK_REREAD: u64 = 600;
 /// `--every` given without a value.
 const DEFAULT_EVERY: u64 = 300;
@@ -45,7 +46,7 @@ The assertion's aud is the token endpoint it will be posted to:
 --out writes the assertion alone (no newline) to a 0600 file, atomically; --every keeps
 rewriting it (new jti and times) until SIGTERM or Ctrl-C, then exits 0 leaving a valid
 file: point AZURE_FEDERATED_TOKEN_FILE at it for any Azure SDK's
-WorkloadIdentityCredential. The SDKs re-read the file every 5-10 minutes and send what
+WorkloadIdentityCredential. The SDKs re-read the file every 10 minutes and send what
 they read until then, so with --every the lifetime defaults to the interval + 600 s +
 300 s of margin (1200 s for the default 300) and must be at least the interval + 600 s.
 
@@ -256,4 +257,62 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: AssertionArgs,
+    }
+
+    fn schedule_of(extra: &[&str]) -> std::result::Result<(u64, Option<u64>), String> {
+        let mut argv = vec!["t", "--key", "k.pem", "--tenant", "T", "--client-id", "C"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        schedule(&cli.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_keeps_each_file_valid_across_the_sdks_reread() {
+        assert_eq!(schedule_of(&[]), Ok((600, None)));
+        assert_eq!(schedule_of(&["--out", "f"]), Ok((600, None)));
+        assert_eq!(
+            schedule_of(&["--out", "f", "--every"]),
+            Ok((1200, Some(300)))
+        );
+        assert_eq!(
+            schedule_of(&["--out", "f", "--every", "60"]),
+            Ok((1200, Some(60)))
+        );
+        assert_eq!(
+            schedule_of(&["--out", "f", "--every", "600"]),
+            Ok((1500, Some(600)))
+        );
+        assert_eq!(
+            schedule_of(&["--out", "f", "--every", "3000"]),
+            Ok((3600, Some(3000)))
+        );
+        assert!(schedule_of(&["--out", "f", "--every", "3001"]).is_err());
+        assert_eq!(
+            schedule_of(&["--out", "f", "--every", "600", "--lifetime", "1200"]),
+            Ok((1200, Some(600)))
+        );
+        assert!(schedule_of(&["--out", "f", "--every", "600", "--lifetime", "1199"]).is_err());
+        assert!(schedule_of(&["--out", "f", "--every", "0"]).is_err());
+        assert!(schedule_of(&["--every", "300"]).is_err());
+        // Every default keeps a file valid for the interval and the 600 s re-read.
+        for every in 1..=3000 {
+            let (lifetime, _) =
+                schedule_of(&["--out", "f", "--every", &every.to_string()]).unwrap();
+            assert!(
+                lifetime >= every + SDK_REREAD && lifetime <= MAX_LIFETIME,
+                "{every}"
+            );
+        }
+    }
 }
