@@ -268,6 +268,20 @@ fn azure_identity_certificate_credential_gets_tokens_that_verify_against_the_jwk
     let posts = setup.token_requests();
     assert_eq!(posts.len(), 2, "{posts:?}");
     assert!(posts.iter().all(|r| r["status"] == 200), "{posts:?}");
+    // MSAL underneath reused one assertion for both.
+    let sent: Vec<&Value> = posts
+        .iter()
+        .map(|r| {
+            r["form"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p[0] == "client_assertion")
+                .map(|p| &p[1])
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sent[0], sent[1]);
 }
 
 #[test]
