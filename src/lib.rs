@@ -22,12 +22,19 @@
 //! - [`input`] reads every file and stream a user hands it: regular files only, each
 //!   within a documented size limit.
 //!
+//! - The `azure` module (feature `azure`, off by default) is the Rust Azure SDK's door:
+//!   an `azure_core` `TokenCredential` and an `azure_identity` `ClientAssertion` over any
+//!   Signer.
+//!
 //! Features: `pkcs11`, `tpm`, `cli` (the `certassert` command) and `emulator`, all on by
-//! default; with none, the crate is the library alone (software keys and token flows).
+//! default, and `azure`, off; with none, the crate is the library alone (software keys and
+//! token flows).
 
 #![warn(missing_docs)]
 
 pub mod assertion;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod cert;
 pub mod config;
 #[cfg(feature = "emulator")]

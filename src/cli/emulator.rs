@@ -1,8 +1,9 @@
-//! `certassert emulator`: run the strict local Entra token endpoint until interrupted.
+//! `certassert emulator`: run the strict local Entra token endpoint until interrupted,
+//! printing one line per request on stderr.
 
 use super::{print, write_new, Result};
 use certassert::cert::Certificate;
-use certassert::emulator::{self, App, Code, Config, Fault};
+use certassert::emulator::{self, App, Code, Config, Fault, Observer};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,14 +12,23 @@ use std::process::ExitCode;
 #[derive(Args)]
 #[command(after_help = "\
 The first line printed is the authority host to use (--authority-host URL); with --tls,
-clients trust the generated CA with --ca-file. GET /_emulator/requests lists the requests
+clients trust the generated CA with --ca-file. Each request gets one line on stderr
+(grant, client, status, AADSTS code). GET /_emulator/requests lists the requests
 received (form bodies included: for tests only).
+
+As an authority for MSAL and azure-identity (with --tls; point them at the CA with
+REQUESTS_CA_BUNDLE or SSL_CERT_FILE): {URL}/{tenant}/v2.0/.well-known/openid-configuration,
+{URL}/{tenant}/.well-known/openid-configuration (v1), {URL}/common/discovery/instance,
+and the JWKS the issued tokens verify against at {URL}/{tenant}/discovery/v2.0/keys.
+A reused jti is accepted within the assertion's validity, as Entra accepts it
+(MSAL reuses one assertion for minutes); --reject-jti-replay refuses it.
 
 Examples:
   certassert emulator --listen 127.0.0.1:8400 \\
       --register 11111111-2222-3333-4444-555555555555=app.cert.pem
   certassert emulator --listen 127.0.0.1:0 --register C=app.cert.pem --tls --ca-out ca.pem \\
-      --fault 429 --fault 503")]
+      --fault 429 --fault 503
+  certassert emulator --register C=app.cert.pem --tls --ca-out ca.pem --reject-jti-replay")]
 pub struct EmulatorArgs {
     /// Address to listen on (loopback); port 0 picks a free one
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
@@ -41,12 +51,16 @@ pub struct EmulatorArgs {
     /// App role to put in client-credentials tokens (repeatable)
     #[arg(long, value_name = "ROLE")]
     role: Vec<String>,
-    /// Misbehave once on a coming request, in order: 429 (Retry-After: 1), 503, slow, slow=MS, malformed
+    /// Misbehave once on a coming request, in order: 429 (Retry-After: 1), 503, slow, slow=MS,
+    /// malformed, answer=STATUS:BODY (a crafted answer)
     #[arg(long, value_name = "FAULT")]
     fault: Vec<Fault>,
     /// Lifetime of issued access tokens, seconds
     #[arg(long, value_name = "SECS", default_value_t = 3599)]
     token_lifetime: i64,
+    /// Refuse a client assertion whose jti was already used (RFC 7523 §3; Entra accepts it)
+    #[arg(long)]
+    reject_jti_replay: bool,
 }
 
 pub fn config(args: &EmulatorArgs) -> Result<Config> {
@@ -96,6 +110,8 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
         faults: args.fault.clone(),
         tls: args.tls,
         token_lifetime: args.token_lifetime,
+        reject_jti_replay: args.reject_jti_replay,
+        observer: Some(Observer(std::sync::Arc::new(|r| eprintln!("{r}")))),
         ..Config::default()
     })
 }

@@ -1,5 +1,6 @@
 //! `certassert token`: get an access token (cache, grant, retries) and print it as the
-//! caller wants: the bare token, JSON, or the shape of `az account get-access-token`.
+//! caller wants: the bare token, JSON, the shape of `az account get-access-token`, or a
+//! kubectl `ExecCredential` (client.authentication.k8s.io/v1).
 
 use super::{env, flags, print, resolve_chain, AppArgs, EndpointArgs, KeyArg, Result};
 use certassert::assertion::DEFAULT_LIFETIME;
@@ -29,6 +30,8 @@ pub enum Format {
     Json,
     /// The shape of `az account get-access-token`
     Az,
+    /// A kubectl ExecCredential (client.authentication.k8s.io/v1) for a kubeconfig exec plugin
+    ExecCredential,
 }
 
 #[derive(Args)]
@@ -46,7 +49,9 @@ Examples:
   certassert token --key 'pkcs11:token=app;object=app' --tenant T --client-id C \\
       --resource https://vault.azure.net --format az
   certassert token --key app.key.pem --tenant T --client-id C --grant on-behalf-of \\
-      --user-assertion @incoming.jwt --scope https://graph.microsoft.com/User.Read")]
+      --user-assertion @incoming.jwt --scope https://graph.microsoft.com/User.Read
+  certassert token --key tpm:key=app.tss2.pem --cert app.cert.pem --tenant T --client-id C \\
+      --scope 6dae42f8-4368-4678-94ff-3960e28e3630/.default --format exec-credential")]
 pub struct TokenArgs {
     #[command(flatten)]
     pub key: KeyArg,
@@ -273,7 +278,42 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
             });
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
+        Format::ExecCredential => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&exec_credential(
+                token.access_token.expose(),
+                token.expires_on
+            ))?
+        ),
     };
     print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// kubectl's `ExecCredential` (client.authentication.k8s.io/v1) carrying `token`, which
+/// expires at `expires_on` (seconds since 1970): kubectl uses the token until
+/// `status.expirationTimestamp` (RFC 3339, UTC) and runs the plugin again after it.
+pub fn exec_credential(token: &str, expires_on: i64) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "ExecCredential",
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "spec": {"interactive": false},
+        "status": {
+            "expirationTimestamp": rfc3339(expires_on),
+            "token": token,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_credential;
+
+    #[test]
+    fn exec_credential_is_kubectls_v1_shape() {
+        assert_eq!(
+            serde_json::to_string(&exec_credential("eyJ.a.b", 1_796_000_000)).unwrap(),
+            r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false},"status":{"expirationTimestamp":"2026-11-30T00:53:20Z","token":"eyJ.a.b"}}"#
+        );
+    }
 }

@@ -121,6 +121,23 @@ pub struct Config {
     /// listen backlog) until one closes; the timeouts above bound how long that is.
     /// Default 256.
     pub max_connections: usize,
+    /// Refuse a client assertion whose `jti` was already used (RFC 7523 §3 replay
+    /// protection). Off by default, as in Entra, which accepts a reused `jti` within the
+    /// assertion's validity (MSAL Python reuses one assertion for up to 540 s).
+    pub reject_jti_replay: bool,
+    /// Called once per request answered, after the answer is decided (the CLI prints
+    /// one console line from it).
+    pub observer: Option<Observer>,
+}
+
+/// A callback the emulator calls with each request it answered ([`Config::observer`]).
+#[derive(Clone)]
+pub struct Observer(pub std::sync::Arc<dyn Fn(&Recorded) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Default for Config {
@@ -137,6 +154,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 256,
+            reject_jti_replay: false,
+            observer: None,
         }
     }
 }
@@ -155,6 +174,35 @@ pub struct Recorded {
     /// The AADSTS code of a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<u32>,
+}
+
+/// A client's value fit for one console line: at most 80 characters, control
+/// characters shown as `?`.
+fn printable(value: &str) -> String {
+    value
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl std::fmt::Display for Recorded {
+    /// One console line: method, path, grant and client (token requests), status and
+    /// AADSTS code; never an assertion, code or token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        if let Some(grant) = self.field("grant_type") {
+            write!(f, " grant={}", printable(grant))?;
+        }
+        if let Some(client) = self.field("client_id") {
+            write!(f, " client={}", printable(client))?;
+        }
+        write!(f, " -> {}", self.status)?;
+        if let Some(code) = self.error_code {
+            write!(f, " AADSTS{code}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Recorded {

@@ -93,7 +93,7 @@ pub(super) fn token(
         assertion,
         audience,
         now,
-        &state.seen_jti,
+        state.config.reject_jti_replay.then_some(&state.seen_jti),
     )?;
     // The target: v2 takes scope (never resource), v1 takes resource.
     if !v1 && get("resource").is_some() {

@@ -4,13 +4,18 @@
 //! Entra's AADSTS codes and error JSON: `verify`); the grants (`grants`) are client
 //! credentials (v2 `scope` with `/.default`, or v1 `resource`), authorization codes
 //! seeded up front (single use, optional PKCE), on-behalf-of (user tokens this emulator
-//! issued) and refresh tokens. Access tokens are JWTs it signs with a key it generates.
+//! issued) and refresh tokens. Access tokens are JWTs it signs with a key it generates,
+//! published as Entra publishes its keys: OpenID Connect discovery (v2 and v1), MSAL's
+//! instance discovery and a JWKS (`discovery`), so MSAL, azure-identity and an API under
+//! test can use the emulator as their authority. A reused `jti` is accepted within the
+//! assertion's validity, as Entra does; [`Config::reject_jti_replay`] refuses it.
 //! `tls` serves HTTPS with a throwaway CA. Fault switches (a 429 with `Retry-After`, a
 //! 503, a slow answer, a malformed body) exercise client retries. Every request is
 //! recorded for tests, and served as JSON at `GET /_emulator/requests` (`server`).
 //! This module starts and stops it; the shared state is `state`'s.
 
 mod config;
+mod discovery;
 mod error;
 mod grants;
 mod server;
@@ -18,10 +23,10 @@ mod state;
 pub mod tls;
 mod verify;
 
-pub use config::{App, Code, Config, Fault, Recorded};
+pub use config::{App, Code, Config, Fault, Observer, Recorded};
 pub use error::Error;
 
-use crate::encoding::{b64url, unix_now};
+use crate::encoding::unix_now;
 use crate::signer::Signer;
 use state::{software_key, State};
 use std::sync::{Arc, Mutex};
@@ -47,10 +52,8 @@ pub fn start(config: Config) -> Result<Running, Error> {
     let addr = listener.local_addr().map_err(Error::Runtime)?;
     listener.set_nonblocking(true).map_err(Error::Runtime)?;
     let signer = software_key()?;
-    let kid = b64url(
-        &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signer.public_key_der()).as_ref()
-            [..20],
-    );
+    let signing_cert = discovery::signing_certificate(&signer, unix_now()).map_err(Error::Keys)?;
+    let kid = signing_cert.x5t();
     let (tls, ca_pem) = if config.tls {
         let (acceptor, ca) = server::tls_acceptor()?;
         (Some(acceptor), Some(ca))
@@ -76,6 +79,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
     let state = Arc::new(State {
         config,
         signer,
+        signing_cert,
         kid,
         base_url: url.clone(),
         seen_jti: Mutex::default(),
@@ -144,6 +148,22 @@ impl Running {
     /// The public key (SubjectPublicKeyInfo DER) that signs issued tokens.
     pub fn signing_key_spki(&self) -> &[u8] {
         self.state.signer.public_key_der()
+    }
+
+    /// The self-signed certificate of the token-signing key, as the JWKS publishes it
+    /// (its `x5t` is the `kid` of issued tokens).
+    pub fn signing_certificate(&self) -> &crate::cert::Certificate {
+        &self.state.signing_cert
+    }
+
+    /// The authority for `tenant` as MSAL and azure-identity take it: `{url}/{tenant}`.
+    pub fn authority(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.url)
+    }
+
+    /// The JWKS URL for `tenant` (v2), as its discovery document names it.
+    pub fn jwks_uri(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/discovery/v2.0/keys", self.url)
     }
 
     /// The requests received so far.

@@ -1,7 +1,10 @@
 //! Transport: the accept loop (plain or TLS via tokio-rustls with the aws-lc-rs
-//! provider), HTTP/1.1 via hyper, routing, the fault switches and the request log.
+//! provider), HTTP/1.1 via hyper, routing (the token endpoints, and the discovery
+//! documents and JWKS of [`discovery`](super::discovery)), the fault switches and the
+//! request log.
 
 use super::config::{Fault, Recorded};
+use super::discovery;
 use super::error::Error;
 use super::grants;
 use super::state::{software_key, Refusal, State};
@@ -146,6 +149,11 @@ fn json(status: u16, value: &serde_json::Value) -> Answer {
 async fn handle(state: &State, req: Request<Incoming>) -> Answer {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
     if method == "GET" && path == "/_emulator/requests" {
         let log = state.log.lock().expect("log").clone();
         return json(200, &serde_json::to_value(log).unwrap_or_default());
@@ -185,6 +193,27 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         status: 0,
         error_code: None,
     };
+    // Discovery documents and keys are never faulted: faults are for token requests.
+    if let Some(result) = documents(state, &method, &path, &query) {
+        let response = match result {
+            Ok(body) => {
+                let mut r = json(200, &body);
+                r.headers_mut().insert(
+                    hyper::header::CACHE_CONTROL,
+                    hyper::header::HeaderValue::from_static("max-age=86400, private"),
+                );
+                r
+            }
+            Err(refusal) => {
+                record.error_code = Some(refusal.code);
+                json(
+                    refusal.status,
+                    &refusal.body(&state.base_url, &correlation_id),
+                )
+            }
+        };
+        return finish(state, record, response);
+    }
     let fault = state.faults.lock().expect("faults").pop_front();
     let response = match fault {
         Some(Fault::TooManyRequests { retry_after }) => {
@@ -226,9 +255,47 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             )
         }
     };
+    finish(state, record, response)
+}
+
+/// Record the answer, tell the observer, and hand the answer back.
+fn finish(state: &State, mut record: Recorded, response: Answer) -> Answer {
     record.status = response.status().as_u16();
+    if let Some(observer) = &state.config.observer {
+        (observer.0)(&record);
+    }
     state.log.lock().expect("log").push(record);
     response
+}
+
+/// The discovery documents, instance discovery and the JWKS, if `path` is one of them.
+fn documents(
+    state: &State,
+    method: &str,
+    path: &str,
+    query: &[(String, String)],
+) -> Option<Result<serde_json::Value, Refusal>> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result = match segments.as_slice() {
+        ["common", "discovery", "instance"] => discovery::instance(state, query),
+        [t, "v2.0", ".well-known", "openid-configuration"] => {
+            discovery::openid_configuration(state, t, false)
+        }
+        [t, ".well-known", "openid-configuration"] => {
+            discovery::openid_configuration(state, t, true)
+        }
+        [t, "discovery", "v2.0", "keys"] | [t, "discovery", "keys"] => discovery::jwks(state, t),
+        _ => return None,
+    };
+    if method != "GET" {
+        return Some(Err(Refusal::new(
+            405,
+            "invalid_request",
+            900561,
+            format!("The endpoint only accepts GET requests. Received a {method} request."),
+        )));
+    }
+    Some(result)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -245,7 +312,7 @@ fn route(
     let (tenant, v1) = match segments.as_slice() {
         [t, "oauth2", "v2.0", "token"] => (*t, false),
         [t, "oauth2", "token"] => (*t, true),
-        _ => return answer(404, "text/plain", b"not found: the token endpoints are /{tenant}/oauth2/v2.0/token and /{tenant}/oauth2/token".to_vec()),
+        _ => return answer(404, "text/plain", b"not found: the token endpoints are /{tenant}/oauth2/v2.0/token and /{tenant}/oauth2/token; discovery is at /{tenant}/v2.0/.well-known/openid-configuration".to_vec()),
     };
     if method != "POST" {
         return answer(405, "text/plain", b"use POST".to_vec());

@@ -6,7 +6,7 @@ use super::config::{Code, Config, Fault, Recorded};
 use super::error::Error;
 use crate::encoding::{rfc3339, unix_now, uuid_v4};
 use crate::signer::{Algorithm, Signer, SoftwareSigner};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// An Entra error answer.
@@ -52,9 +52,14 @@ impl Refusal {
 pub(super) struct State {
     pub(super) config: Config,
     pub(super) signer: SoftwareSigner,
+    /// The token-signing key's self-signed certificate (published in the JWKS).
+    pub(super) signing_cert: crate::cert::Certificate,
+    /// `kid` = `x5t` of issued tokens: base64url SHA-1 of [`Self::signing_cert`].
     pub(super) kid: String,
     pub(super) base_url: String,
-    pub(super) seen_jti: Mutex<HashSet<String>>,
+    /// With `reject_jti_replay`: each client's `jti`s seen, with the `exp` after which
+    /// the assertion could not be replayed anyway (then the entry is dropped).
+    pub(super) seen_jti: Mutex<HashMap<String, i64>>,
     pub(super) codes: Mutex<HashMap<String, (Code, bool)>>,
     pub(super) refresh: Mutex<HashMap<String, (String, String)>>,
     pub(super) faults: Mutex<VecDeque<Fault>>,

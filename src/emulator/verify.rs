@@ -4,7 +4,9 @@
 //! and PS256 (salt 32) are accepted, `crit` is refused, base64url is strict, `aud` is one
 //! string equal to the URL posted to, `iss` = `sub` = `client_id`, `nbf`/`exp` integer
 //! seconds (not milliseconds) within five minutes of skew with `exp` after `nbf`, no
-//! JSON key repeated, and a `jti` is accepted once.
+//! JSON key repeated, and a `jti` present. A reused `jti` is accepted within the
+//! assertion's validity, as Entra accepts it; with `reject_jti_replay` each `jti` is
+//! accepted once (RFC 7523 §3).
 
 use super::config::App;
 use super::state::Refusal;
@@ -13,7 +15,7 @@ use crate::encoding::{b64url_decode, hex, rfc3339};
 use crate::jws;
 use crate::rules::{self, THUMBPRINTS};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 const DOCS: &str = "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .";
@@ -22,14 +24,15 @@ fn invalid_client(code: u32, description: String) -> Refusal {
     Refusal::new(401, "invalid_client", code, description)
 }
 
-/// Verify `jwt` as `client_id`'s assertion posted to `audience` at `now`.
+/// Verify `jwt` as `client_id`'s assertion posted to `audience` at `now`. `seen` is
+/// `Some` in strict mode (`reject_jti_replay`): the `jti`s already used, with their `exp`.
 pub(crate) fn client_assertion(
     app: &App,
     client_id: &str,
     jwt: &str,
     audience: &str,
     now: i64,
-    seen: &Mutex<HashSet<String>>,
+    seen: Option<&Mutex<HashMap<String, i64>>>,
 ) -> Result<(), Refusal> {
     let jws = jws::decode(jwt).map_err(|_| {
         invalid_client(
@@ -133,13 +136,20 @@ pub(crate) fn client_assertion(
             ))
         }
     };
+    let Some(seen) = seen else {
+        return Ok(());
+    };
     let mut seen = seen.lock().expect("jti set");
-    if !seen.insert(format!("{client_id}\n{jti}")) {
+    // An entry past its exp (and the skew) could not be replayed anyway: forget it.
+    seen.retain(|_, exp| !rules::expired(*exp, now));
+    let key = format!("{client_id}\n{jti}");
+    if seen.contains_key(&key) {
         return Err(invalid_client(
             50027,
             format!("Invalid JWT token. The client assertion with jti '{jti}' was already used; sign a new assertion for each request."),
         ));
     }
+    seen.insert(key, exp);
     Ok(())
 }
 
@@ -154,23 +164,30 @@ fn out_of_range(detail: String) -> Refusal {
 /// `nbf` (if any) and `exp` as seconds, or AADSTS700024 when a time is missing, not an
 /// integer, in milliseconds, or when `exp` is not after `nbf` (a window that never opens).
 ///
-/// RFC 7519 lets a NumericDate be non-integer, but Entra's token stack reads these
-/// claims as integer seconds (IdentityModel refuses a fractional `nbf`: "could not be
-/// parsed to an integer"), and a string is no NumericDate at all. Being as strict as
-/// Entra, only a JSON integer is a time here: a float or a numeric string in `exp`,
-/// `nbf` or `iat` is refused, as the linter ([`crate::inspect`]) reports it.
+/// RFC 7519 lets a NumericDate be non-integer, and Entra takes a fractional `exp` and
+/// `iat`: MSAL Python (and azure-identity through it) signs `exp = time.time() + 600`
+/// and `iat = time.time()` as JSON floats, and Entra answers with tokens. Those two are
+/// read as whole seconds (the fraction dropped). `nbf` stays an integer (IdentityModel
+/// refuses a fractional `nbf`: "could not be parsed to an integer"), and a string is no
+/// NumericDate at all, in any of the three.
 fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
     let time = |name: &str| -> Result<Option<i64>, Refusal> {
         let Some(v) = claims.get(name) else {
             return Ok(None);
         };
-        match v.as_i64() {
+        let seconds = v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| name != "nbf" && f.is_finite() && *f >= 0.0 && *f < 1e15)
+                .map(|f| f.floor() as i64)
+        });
+        match seconds {
             Some(t) if rules::is_milliseconds(t) => Err(out_of_range(format!(
                 "{name} {t} is in milliseconds; JWT times are seconds since 1970."
             ))),
             Some(t) => Ok(Some(t)),
             None => Err(out_of_range(format!(
-                "{name} must be an integer NumericDate (seconds since 1970), found {}.",
+                "{name} must be {} NumericDate (seconds since 1970), found {}.",
+                if name == "nbf" { "an integer" } else { "a" },
                 jws::kind(v)
             ))),
         }
@@ -188,6 +205,18 @@ fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
     Ok((nbf, exp))
 }
 
+/// The bytes of an `x5t`/`x5t#S256` value: base64url, with or without its `=` padding.
+/// Entra accepts the padded form, which MSAL Python sends (`urlsafe_b64encode` of the
+/// thumbprint: `…E8=`); only canonical padding is taken, never padding in the middle.
+fn thumbprint_bytes(text: &str) -> Option<Vec<u8>> {
+    let unpadded = text.strip_suffix("==").or_else(|| text.strip_suffix('='));
+    match unpadded {
+        Some(bare) if text.len().is_multiple_of(4) && !bare.ends_with('=') => b64url_decode(bare),
+        Some(_) => None,
+        None => b64url_decode(text),
+    }
+}
+
 /// The registered certificate the header names by `x5t#S256` (preferred) or `x5t`.
 fn find_certificate<'a>(
     app: &'a App,
@@ -203,7 +232,7 @@ fn find_certificate<'a>(
             "Invalid JWT token. No certificate thumbprint specified in token header.".into(),
         ));
     };
-    let raw = value.as_str().and_then(b64url_decode);
+    let raw = value.as_str().and_then(thumbprint_bytes);
     let shown = match &raw {
         Some(r) => hex(r, true),
         None => value.as_str().unwrap_or_default().to_string(),
@@ -219,4 +248,32 @@ fn find_certificate<'a>(
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thumbprint_bytes;
+
+    #[test]
+    fn thumbprints_take_canonical_padding_only() {
+        let sha1 = [0xAB; 20];
+        let bare = crate::encoding::b64url(&sha1);
+        assert_eq!(bare.len(), 27);
+        assert_eq!(thumbprint_bytes(&bare).as_deref(), Some(&sha1[..]));
+        assert_eq!(
+            thumbprint_bytes(&format!("{bare}=")).as_deref(),
+            Some(&sha1[..])
+        );
+        assert_eq!(thumbprint_bytes(&format!("{bare}==")), None);
+        assert_eq!(
+            thumbprint_bytes(&format!("{}={}", &bare[..4], &bare[4..])),
+            None
+        );
+        let sha256 = [0xCD; 32];
+        let bare = crate::encoding::b64url(&sha256);
+        assert_eq!(
+            thumbprint_bytes(&format!("{bare}=")).as_deref(),
+            Some(&sha256[..])
+        );
+    }
 }

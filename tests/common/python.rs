@@ -10,7 +10,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The pinned packages; change a pin here and every test run remakes the environment.
-pub const PACKAGES: &[&str] = &["azure-identity==1.27.0", "msal==1.39.0"];
+pub const PACKAGES: &[&str] = &[
+    "azure-identity==1.27.0",
+    "msal==1.39.0",
+    // kubectl's exec-credential protocol as the Kubernetes Python client speaks it.
+    "kubernetes==37.0.2",
+];
 
 /// The environment's `python`, with [`PACKAGES`] installed. Panics with pip's output
 /// when the environment cannot be made (no venv module, PyPI unreachable).

@@ -198,20 +198,36 @@ fn entra_errors_are_parsed_and_explained() {
         700027,
         "the certificate that signed",
     );
-    // A replayed jti.
-    let once = hand_made(
-        s,
-        good_header.clone(),
-        claims(&endpoint, CLIENT, CLIENT, now, now + 600),
-    );
+    // A replayed jti: accepted within its validity, as Entra accepts it, and refused by
+    // an emulator with reject_jti_replay (RFC 7523 §3).
+    let strict = certassert::emulator::start(certassert::emulator::Config {
+        apps: vec![f.app.registration()],
+        tenant: Some(TENANT.into()),
+        reject_jti_replay: true,
+        ..certassert::emulator::Config::default()
+    })
+    .unwrap();
+    let strict_endpoint = strict.token_endpoint(TENANT, false).unwrap();
     let http = certassert::entra::HttpClient::new(&quick()).unwrap();
-    http.post_token(&endpoint, || Ok(form(&once, GRAPH)), common::now)
-        .unwrap();
-    assert_entra(
-        &post_error(&endpoint, form(&once, GRAPH)),
-        50027,
-        "the assertion is not an acceptable JWT",
-    );
+    for (endpoint, replay_refused) in [(&endpoint, false), (&strict_endpoint, true)] {
+        let once = hand_made(
+            s,
+            good_header.clone(),
+            claims(endpoint, CLIENT, CLIENT, now, now + 600),
+        );
+        http.post_token(endpoint, || Ok(form(&once, GRAPH)), common::now)
+            .unwrap();
+        if replay_refused {
+            assert_entra(
+                &post_error(endpoint, form(&once, GRAPH)),
+                50027,
+                "the assertion is not an acceptable JWT",
+            );
+        } else {
+            http.post_token(endpoint, || Ok(form(&once, GRAPH)), common::now)
+                .unwrap();
+        }
+    }
     // Not base64url.
     let padded = format!(
         "{}=",
