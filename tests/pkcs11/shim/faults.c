@@ -24,7 +24,9 @@
  *     RV is a CKR_ name without the prefix: DEVICE_REMOVED, TOKEN_NOT_PRESENT,
  *     SESSION_HANDLE_INVALID, USER_NOT_LOGGED_IN, DEVICE_ERROR, PIN_INCORRECT, …
  *   CERTASSERT_SHIM_STATS      where to write the counters (optional), "name value" lines,
- *                              rewritten (by rename) before each call returns
+ *                              rewritten (by rename) before each call returns: calls by
+ *                              function, live_sessions, stale, close_dead, injected (and
+ *                              injected_RV by kind), removals, pins_presented, absent
  *
  * What an injected fault does besides failing the call, so that the library meets the
  * state a real device would leave:
@@ -208,6 +210,7 @@ static const char *const counted[] = {
 #define NCOUNTED (sizeof counted / sizeof counted[0])
 static unsigned long calls[NCOUNTED];
 static unsigned long stale, close_dead, injected, removals, pins_presented;
+static unsigned long injected_rv[sizeof rv_names / sizeof rv_names[0]];
 
 static void count(const char *func) {
     for (size_t i = 0; i < NCOUNTED; i++) {
@@ -257,6 +260,9 @@ static void publish(void) {
     fprintf(f, "live_sessions %zu\nstale %lu\nclose_dead %lu\ninjected %lu\nremovals %lu\n"
                "pins_presented %lu\nabsent %d\n",
             live_sessions(), stale, close_dead, injected, removals, pins_presented, absent);
+    for (size_t i = 0; i < sizeof rv_names / sizeof rv_names[0]; i++) {
+        fprintf(f, "injected_%s %lu\n", rv_names[i].name, injected_rv[i]);
+    }
     if (fclose(f) == 0) {
         rename(tmp, path);
     }
@@ -292,6 +298,9 @@ static void kill_session(struct session *s) {
  * session the call was made on, or NULL. */
 static CK_RV inject(CK_RV rv, struct session *s) {
     injected++;
+    for (size_t i = 0; i < sizeof rv_names / sizeof rv_names[0]; i++) {
+        injected_rv[i] += rv_names[i].rv == rv;
+    }
     switch (rv) {
     case CKR_DEVICE_REMOVED:
     case CKR_TOKEN_NOT_PRESENT:
