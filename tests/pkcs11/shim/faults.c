@@ -18,7 +18,9 @@
  *                              a line:
  *       fail FUNC N RV         the next N calls of FUNC (C_Sign, C_Login, C_OpenSession, …)
  *                              fail with RV
- *       every K FUNC RV[,RV…]  every K-th call of FUNC fails, with the RVs in turn
+ *       every K FUNC RV[,RV…]  every K-th call of FUNC fails, with the RVs in turn (the
+ *                              count goes on when the schedule changes but this line
+ *                              stays)
  *       slow MS                every call waits MS milliseconds first
  *       absent                 the token is absent while this line is there
  *     RV is a CKR_ name without the prefix: DEVICE_REMOVED, TOKEN_NOT_PRESENT,
@@ -139,6 +141,11 @@ static void reload_control(void) {
     }
     control_stat = st;
     control_loaded = 1;
+    /* An "every" rule that stays the same keeps its count (an "absent" line added and
+     * taken away again does not restart it); "fail" rules are armed afresh. */
+    struct rule old[MAX_RULES];
+    int nold = nrules;
+    memcpy(old, rules, sizeof old);
     nrules = 0;
     slow_ms = 0;
     int was_absent = absent;
@@ -172,6 +179,16 @@ static void reload_control(void) {
     }
     if (f) {
         fclose(f);
+    }
+    for (int i = 0; i < nrules; i++) {
+        for (int j = 0; j < nold && rules[i].every > 0; j++) {
+            if (old[j].every == rules[i].every && old[j].nrv == rules[i].nrv &&
+                strcmp(old[j].func, rules[i].func) == 0 &&
+                memcmp(old[j].rv, rules[i].rv, sizeof(CK_RV) * (size_t)old[j].nrv) == 0) {
+                rules[i].seen = old[j].seen;
+                rules[i].next = old[j].next;
+            }
+        }
     }
     if (absent && !was_absent) {
         begin_absence();
