@@ -406,3 +406,75 @@ fn the_proxy_counts_a_session_used_after_its_removal_was_reported() {
         },
     );
 }
+
+/// Eight threads sign when the token is removed and reinserted under them: every
+/// signature still succeeds (each thread's retry finds the token opened again), and the
+/// token is opened again with one login, not one per thread.
+#[test]
+fn a_removal_under_eight_threads_costs_one_login() {
+    with_proxy(
+        "faults::a_removal_under_eight_threads_costs_one_login",
+        |hsm, shim| {
+            let signer = agent(hsm, shim);
+            let barrier = std::sync::Barrier::new(8);
+            let run = |phase: &str| {
+                std::thread::scope(|s| {
+                    for t in 0..8 {
+                        let (signer, barrier) = (&*signer, &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            for i in 0..5 {
+                                let msg = format!("{phase} thread {t} signature {i}");
+                                sign(signer, Algorithm::Ps256, msg.as_bytes())
+                                    .unwrap_or_else(|e| panic!("{msg}: {e}"));
+                            }
+                        });
+                    }
+                });
+            };
+            run("warm");
+            let before = counters(shim);
+            shim.schedule("fail C_Sign 1 DEVICE_REMOVED\n");
+            run("removed");
+            let grew = shim.stats().since(&before);
+            assert_eq!(grew.get("injected"), Some(&1), "{grew:?}");
+            assert_eq!(grew.get("removals"), Some(&1), "{grew:?}");
+            assert_eq!(grew.get("C_Login"), Some(&1), "{grew:?}");
+        },
+    );
+}
+
+/// The token comes back and refuses the PIN that worked before it was pulled (another
+/// card with the same serial, a PIN changed meanwhile): the error says so once, and no
+/// later signature presents that PIN again.
+#[test]
+fn a_pin_refused_after_the_token_came_back_is_never_presented_again() {
+    with_proxy(
+        "faults::a_pin_refused_after_the_token_came_back_is_never_presented_again",
+        |hsm, shim| {
+            let signer = agent(hsm, shim);
+            sign_ok(&*signer, b"before");
+            shim.schedule("absent\n");
+            let e = signer.sign(Algorithm::Rs256, b"away").unwrap_err();
+            assert!(is_absent(&e), "{e:?}");
+            let before = counters(shim);
+            shim.schedule("fail C_Login 1 PIN_INCORRECT\n");
+            let e = signer.sign(Algorithm::Rs256, b"back").unwrap_err();
+            assert!(
+                matches!(e, Error::Pkcs11(Pkcs11Error::WrongPin { .. })),
+                "{e:?}"
+            );
+            for _ in 0..3 {
+                let e = signer.sign(Algorithm::Rs256, b"again").unwrap_err();
+                assert!(e.to_string().contains("not presented again"), "{e}");
+            }
+            assert_eq!(
+                delta(shim, &before, "C_Login"),
+                1,
+                "{:?}",
+                shim.stats().since(&before)
+            );
+            assert_eq!(shim.stats().get("stale"), 0);
+        },
+    );
+}
