@@ -478,3 +478,27 @@ fn a_pin_refused_after_the_token_came_back_is_never_presented_again() {
         },
     );
 }
+
+/// The token is removed just as the signer looks its key up again after logging in
+/// again (the keeper session meets CKR_DEVICE_REMOVED): the keeper is not used again,
+/// the token is opened again within the signature, one login for each of the two losses.
+#[test]
+fn a_removal_met_by_the_keeper_is_recovered_without_a_stale_handle() {
+    with_proxy(
+        "faults::a_removal_met_by_the_keeper_is_recovered_without_a_stale_handle",
+        |hsm, shim| {
+            let signer = agent(hsm, shim);
+            sign_ok(&*signer, b"before");
+            let before = counters(shim);
+            shim.schedule(
+                "fail C_Sign 1 USER_NOT_LOGGED_IN\nfail C_FindObjectsInit 1 DEVICE_REMOVED\n",
+            );
+            sign(&*signer, Algorithm::Rs256, b"m").expect("recovered within the signature");
+            sign_ok(&*signer, b"after");
+            let grew = shim.stats().since(&before);
+            assert_eq!(grew.get("injected"), Some(&2), "{grew:?}");
+            assert_eq!(grew.get("C_Login"), Some(&2), "{grew:?}");
+            assert_eq!(shim.stats().get("stale"), 0, "{grew:?}");
+        },
+    );
+}

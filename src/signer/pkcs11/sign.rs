@@ -257,6 +257,12 @@ impl Signer for Pkcs11Signer {
                     self.token.give_back(generation, session);
                     return Ok(signature);
                 }
+                // The keeper met the removal while finding the key again: it is closed
+                // already; open the token again, once.
+                Err(Failure::Login(Pkcs11Error::TokenAbsent { .. })) if !reopened => {
+                    reopened = true;
+                    continue;
+                }
                 Err(Failure::Login(e)) => return Err(e.into()),
                 Err(Failure::Ck(e)) => e,
             };

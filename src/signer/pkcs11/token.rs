@@ -439,7 +439,26 @@ impl Token {
     ) -> Result<T, Pkcs11Error> {
         let mut state = self.state();
         self.ensure_open(&mut state)?;
-        f(state.keeper.as_ref().expect("ensure_open leaves a keeper"))
+        let result = f(state.keeper.as_ref().expect("ensure_open leaves a keeper"));
+        // The keeper found the token (or itself) gone: nothing of this generation is
+        // used again; the next call opens the token again.
+        match result {
+            Err(Pkcs11Error::Call { what, source }) => match source.downcast::<CkError>() {
+                Ok(e) => match Loss::of(&e) {
+                    Loss::Token => {
+                        self.drop_sessions(&mut state);
+                        Err(self.absent(Some(*e)))
+                    }
+                    Loss::Session => {
+                        self.drop_sessions(&mut state);
+                        Err(Pkcs11Error::Call { what, source: e })
+                    }
+                    _ => Err(Pkcs11Error::Call { what, source: e }),
+                },
+                Err(source) => Err(Pkcs11Error::Call { what, source }),
+            },
+            other => other,
+        }
     }
 
     /// The current generation.
