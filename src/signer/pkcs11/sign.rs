@@ -33,6 +33,13 @@ enum Route {
 }
 
 /// A private key in a PKCS#11 token.
+///
+/// Held open by a long-running process, it outlasts its token's troubles: a session the
+/// token dropped is replaced, a login it forgot is made again with the PIN that worked
+/// (once, however many threads noticed), and a token pulled out and put back is opened
+/// again at the next signature (the same token, by serial number; one login). While it
+/// is away, signatures fail with [`Pkcs11Error::TokenAbsent`]. A PIN the token refused
+/// is never presented again.
 #[derive(Debug)]
 pub struct Pkcs11Signer {
     pub(super) token: Token,
