@@ -271,3 +271,61 @@ fn generated_keys_are_sensitive_non_extractable_and_never_overwritten() {
         stdout(&out)
     );
 }
+
+/// A token that does not return from C_Sign: after a second the command says it is
+/// waiting for the token (a touch may be needed), and after CERTASSERT_DEVICE_TIMEOUT it
+/// ends with an error naming the module — never a hang, whether or not stderr is a
+/// terminal (here it is a pipe).
+#[test]
+fn a_token_that_does_not_answer_is_waited_for_aloud_then_timed_out() {
+    let hsm = SoftHsm::new(&["--key", "app"]);
+    let dir = tempdir();
+    let shim = crate::shim::build(dir.path());
+    let flag = dir.path().join("hang");
+    std::fs::write(&flag, "").unwrap();
+    let key = format!(
+        "pkcs11:token=certassert;object=app?module-path={}&pin-source=file:{}",
+        shim.display(),
+        s(&hsm.pin_file())
+    );
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args([
+            "assertion",
+            "--key",
+            &key,
+            "--tenant",
+            "t",
+            "--client-id",
+            "c",
+        ])
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env("CERTASSERT_SHIM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+        .env("CERTASSERT_SHIM_HANG_FILE", &flag)
+        .env("CERTASSERT_DEVICE_TIMEOUT", "3")
+        .env_remove("CERTASSERT_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run certassert");
+    let _ = std::fs::remove_file(&flag);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("waiting for the token — touch it if it asks"),
+        "{said}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("error:") && l.contains(s(&shim))),
+        "{said}"
+    );
+}

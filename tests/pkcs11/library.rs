@@ -226,36 +226,6 @@ fn piv_layout_token_signs_through_slot_9c() {
     );
 }
 
-/// Build the test-only hanging shim (tests/pkcs11/shim/hang.c) into `dir`: a PKCS#11
-/// module that forwards to SoftHSM2 and hangs in C_SignInit/C_Sign while a flag file
-/// exists.
-fn build_hang_shim(dir: &std::path::Path) -> std::path::PathBuf {
-    let so = dir.join("hang.so");
-    let out = std::process::Command::new("gcc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-Wall",
-            "-Werror",
-            "-I/usr/include/p11-kit-1",
-            "-o",
-        ])
-        .arg(&so)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/pkcs11/shim/hang.c"
-        ))
-        .arg("-ldl")
-        .output()
-        .expect("gcc is installed");
-    assert!(
-        out.status.success(),
-        "building the shim: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    so
-}
-
 /// A module whose C_Sign never returns does not block the caller: the signature fails
 /// with the device timeout naming the module, later calls fail at once instead of
 /// queueing, and once the module returns the signer works again.
@@ -267,7 +237,7 @@ fn a_module_that_hangs_in_c_sign_times_out_and_recovers() {
         |hsm| {
             use std::time::{Duration, Instant};
             let dir = tempdir();
-            let shim = build_hang_shim(dir.path());
+            let shim = crate::shim::build(dir.path());
             let flag = dir.path().join("hang");
             // This process runs this one test only (see `isolated`), on one thread.
             std::env::set_var("CERTASSERT_SHIM_MODULE", MODULE);

@@ -3,15 +3,18 @@
 //! verified by openssl and/or the RustCrypto `rsa` crate, never by certassert.
 //!
 //! The helpers here open keys and run and check the CLI; the tests are split between the
-//! library ([`library`]) and the command line ([`cli`]).
+//! library ([`library`]), the command line ([`cli`]) and the library under injected
+//! device faults ([`faults`], through the proxy module in [`shim`]).
 #![cfg(feature = "pkcs11")]
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cli;
+mod faults;
 mod library;
 mod list;
+mod shim;
 
 use certassert::signer::pkcs11::{Pkcs11Error, Pkcs11Signer};
 use certassert::Algorithm;

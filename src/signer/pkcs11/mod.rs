@@ -88,6 +88,17 @@ pub enum Pkcs11Error {
         /// The cryptoki error.
         source: BoxError,
     },
+    /// The token is not present (pulled out, reader unplugged, the device reset) while a
+    /// signer that was open on it signs. The signer opens the token again at its next
+    /// signature once it is back, logging in with the PIN that worked.
+    #[error("token \"{token}\" is not present (removed?): reinsert it; the next signature opens it again")]
+    TokenAbsent {
+        /// The token label.
+        token: String,
+        /// The cryptoki error that reported it, if a call did.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// No token matches the URI.
     #[error("no token matches {reference}; {listing}")]
     NoToken {

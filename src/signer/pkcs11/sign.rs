@@ -5,7 +5,7 @@
 //! → C_SignUpdate → C_SignFinal, which the one-shot C_Sign cannot do.
 
 use super::objects::{self, FoundKey};
-use super::token::Token;
+use super::token::{Loss, Token};
 use super::{id_text, Pkcs11Error};
 use crate::keyref::Pkcs11Uri;
 use crate::public_key::{self, RsaPublicKey};
@@ -33,13 +33,20 @@ enum Route {
 }
 
 /// A private key in a PKCS#11 token.
+///
+/// Held open by a long-running process, it outlasts its token's troubles: a session the
+/// token dropped is replaced, a login it forgot is made again with the PIN that worked
+/// (once, however many threads noticed), and a token pulled out and put back is opened
+/// again at the next signature (the same token, by serial number; one login). While it
+/// is away, signatures fail with [`Pkcs11Error::TokenAbsent`]. A PIN the token refused
+/// is never presented again.
 #[derive(Debug)]
 pub struct Pkcs11Signer {
     pub(super) token: Token,
     pub(super) key: FoundKey,
-    /// The key's object handle; found again after the token forgot the login (handles of
-    /// private objects die with it).
-    handle: std::sync::RwLock<cryptoki::object::ObjectHandle>,
+    /// The key's object handle and the token generation it was found in; found again in
+    /// each new generation (handles of private objects die with the login).
+    handle: std::sync::RwLock<(u64, cryptoki::object::ObjectHandle)>,
     pub(super) spki: Vec<u8>,
     cert: Option<Vec<u8>>,
     algorithms: Vec<Algorithm>,
@@ -116,9 +123,10 @@ impl Pkcs11Signer {
         if ps256.is_some() {
             algorithms.push(Algorithm::Ps256);
         }
+        let generation = token.generation();
         Ok(Self {
             token,
-            handle: std::sync::RwLock::new(key.handle),
+            handle: std::sync::RwLock::new((generation, key.handle)),
             key,
             spki,
             cert,
@@ -176,11 +184,12 @@ impl Pkcs11Signer {
 
     fn sign_once(
         &self,
+        generation: u64,
         session: &Session,
         mechanism: &Mechanism,
         data: &[u8],
     ) -> Result<Vec<u8>, Failure> {
-        let handle = *self.handle.read().unwrap_or_else(|p| p.into_inner());
+        let handle = self.handle(generation).map_err(Failure::Login)?;
         if !self.key.always_authenticate {
             return session.sign(mechanism, handle, data).map_err(Failure::Ck);
         }
@@ -192,7 +201,13 @@ impl Pkcs11Signer {
 }
 
 impl Pkcs11Signer {
-    fn find_again(&self) -> Result<(), Pkcs11Error> {
+    /// The key's handle in token generation `generation`, found again if it was found
+    /// in an earlier one.
+    fn handle(&self, generation: u64) -> Result<cryptoki::object::ObjectHandle, Pkcs11Error> {
+        let (found_in, handle) = *self.handle.read().unwrap_or_else(|p| p.into_inner());
+        if found_in == generation {
+            return Ok(handle);
+        }
         let mut template = vec![
             Attribute::Class(ObjectClass::PRIVATE_KEY),
             Attribute::Id(self.key.id.clone()),
@@ -200,16 +215,15 @@ impl Pkcs11Signer {
         if !self.key.label.is_empty() {
             template.push(Attribute::Label(self.key.label.as_bytes().to_vec()));
         }
-        let found = self
-            .token
-            .with_keeper(|s| s.find_objects(&template))
-            .map_err(Pkcs11Error::call(
+        let found = self.token.with_keeper(|s| {
+            s.find_objects(&template).map_err(Pkcs11Error::call(
                 "searching for the key again after logging in again",
-            ))?;
+            ))
+        })?;
         match found.as_slice() {
             [one] => {
-                *self.handle.write().unwrap_or_else(|p| p.into_inner()) = *one;
-                Ok(())
+                *self.handle.write().unwrap_or_else(|p| p.into_inner()) = (generation, *one);
+                Ok(*one)
             }
             _ => Err(Pkcs11Error::Key(format!(
                 "{}: the key is no longer on token \"{}\" (id={})",
@@ -235,43 +249,54 @@ impl Signer for Pkcs11Signer {
         &self.algorithms
     }
 
+    /// Sign on a pooled session. What the token loses is recovered once per signature
+    /// each: a lost session is replaced, a lost login is made again (one C_Login, shared
+    /// by every thread that saw the same loss), a removed token is opened again (one
+    /// login) — or, while it is away, [`Pkcs11Error::TokenAbsent`]. A dead session is
+    /// closed, never used again.
     fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, Error> {
         let (mechanism, data) = self.mechanism(alg, message)?;
-        let mut logged_in_again = false;
-        let mut new_session = false;
+        let (mut logged_in_again, mut new_session, mut reopened) = (false, false, false);
         loop {
-            let session = self.token.session()?;
-            match self.sign_once(&session, &mechanism, &data) {
+            let (generation, session) = self.token.session()?;
+            let e = match self.sign_once(generation, &session, &mechanism, &data) {
                 Ok(signature) => {
-                    self.token.give_back(session);
+                    self.token.give_back(generation, session);
                     return Ok(signature);
                 }
-                // A failed operation may leave the session mid-operation: close it.
+                // The keeper met the removal while finding the key again: it is closed
+                // already; open the token again, once.
+                Err(Failure::Login(Pkcs11Error::TokenAbsent { .. })) if !reopened => {
+                    reopened = true;
+                    continue;
+                }
                 Err(Failure::Login(e)) => return Err(e.into()),
+                Err(Failure::Ck(e)) => e,
+            };
+            // A failed operation may leave the session mid-operation: it is closed, not
+            // pooled, whatever happens next.
+            drop(session);
+            match Loss::of(&e) {
                 // The token forgot the login (a card reset, another library's C_Logout):
-                // log in again with the PIN that worked and find the key again, once.
-                Err(Failure::Ck(CkError::Pkcs11(
-                    RvError::UserNotLoggedIn
-                    | RvError::KeyHandleInvalid
-                    | RvError::ObjectHandleInvalid,
-                    _,
-                ))) if !logged_in_again => {
-                    drop(session);
+                // log in again with the PIN that worked; the key is found again.
+                Loss::Login if !logged_in_again => {
                     logged_in_again = true;
-                    self.token.relogin()?;
-                    self.find_again()?;
+                    self.token.relogin(generation)?;
                 }
-                Err(Failure::Ck(CkError::Pkcs11(
-                    RvError::SessionHandleInvalid | RvError::SessionClosed,
-                    _,
-                ))) if !new_session => {
-                    drop(session);
+                Loss::Session if !new_session => {
                     new_session = true;
+                    self.token.session_lost(generation);
                 }
-                Err(Failure::Ck(e)) => {
+                // Removed (and perhaps back already): open it again, once.
+                Loss::Token if !reopened => {
+                    reopened = true;
+                    self.token.lost(generation);
+                }
+                Loss::Token => return Err(self.token.absent(Some(e)).into()),
+                _ => {
                     let hint = match &e {
-                        CkError::Pkcs11(RvError::DeviceRemoved | RvError::TokenNotPresent, _) => {
-                            " (the token was removed: reinsert it and run again)"
+                        CkError::Pkcs11(RvError::DeviceError | RvError::DeviceMemory, _) => {
+                            " (the device reported an error; the next signature tries again on a new session)"
                         }
                         CkError::Pkcs11(RvError::KeyFunctionNotPermitted, _) => {
                             " (the key's attributes forbid signing)"
