@@ -20,7 +20,8 @@ set -euo pipefail
     GROUP_base=(openssl ca-certificates pkg-config build-essential python3 python3-jwt python3-cryptography python3-venv groff-base)
     GROUP_bench=(hyperfine)
     # Later backends (not installed by default; pass the group name to install them):
-    GROUP_pkcs11=(softhsm2 opensc)
+    # libp11-kit-dev: pkcs11.h for the fault-injecting proxy module tests/pkcs11/shim builds
+    GROUP_pkcs11=(softhsm2 opensc libp11-kit-dev)
     GROUP_tpm=(swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev)
     GROUP_lint=(shellcheck)
 }

@@ -45,7 +45,7 @@ cargo build --all-targets
 
 # Each feature set builds on its own: the library alone (software keys, token flows),
 # each backend alone, the command line alone, and everything.
-for features in "" pkcs11 tpm cli "pkcs11 tpm cli emulator"; do
+for features in "" pkcs11 tpm cli azure "pkcs11 tpm cli emulator"; do
     step "cargo build --no-default-features --features '$features'"
     cargo build --no-default-features --features "$features"
 done
@@ -55,7 +55,7 @@ target/debug/certassert --help >/dev/null
 step "The library alone has no front-end crates in its tree"
 tree="$(cargo tree -e normal --no-default-features --prefix none)"
 echo "cargo tree -e normal --no-default-features: $(wc -l <<<"$tree") lines"
-for crate in clap hyper tokio-rustls rpassword; do
+for crate in clap hyper tokio-rustls rpassword azure_core; do
     if grep -q "^$crate v" <<<"$tree"; then
         echo "error: $crate is in the library's dependency tree (it belongs behind the cli or emulator feature)" >&2
         exit 1
@@ -67,6 +67,15 @@ cargo test --all-targets
 
 step "cargo test --doc"
 cargo test --doc
+
+step "The azure feature: the Rust Azure SDK's credential, against the emulator"
+cargo test --test doors --features azure
+cargo test --doc --features azure
+cargo clippy --all-targets --features azure -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features azure
+
+step "Soak, short (ci/soak.sh --short: 300 signatures a backend and the PKCS#11 fault run)"
+ci/soak.sh --short
 
 step "cargo test --no-default-features --features cli (software-only tool)"
 cargo test --no-default-features --features cli --all-targets
