@@ -13,6 +13,8 @@ mod flags;
 mod inspect;
 mod key;
 mod prompt;
+#[cfg(feature = "serve")]
+mod serve;
 mod token;
 
 pub use flags::{env, AppArgs, EndpointArgs};
@@ -87,6 +89,9 @@ enum Command {
     /// The whole flow on this machine: key, certificate, emulator, token, timings
     #[cfg(feature = "emulator")]
     Demo,
+    /// Serve tokens to unmodified Azure SDK apps as a local managed-identity endpoint
+    #[cfg(feature = "serve")]
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// `--key`, shared by every command that signs.
@@ -340,6 +345,8 @@ pub fn main() -> ExitCode {
         Command::Emulator(args) => emulator::run(&args),
         #[cfg(feature = "emulator")]
         Command::Demo => demo::run(),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,160 @@
+//! `certassert serve`: the local managed-identity endpoint. Opens the key once, starts
+//! the agent ([`certassert::serve`]), writes the environment file, prints where it
+//! listens, then waits for signals: SIGHUP re-reads the certificate, SIGTERM/SIGINT stop
+//! it (requests in flight finish, the key is closed) and exit 0.
+
+use super::{flags, print, resolve_chain, warn, AppArgs, EndpointArgs, KeyArg, Result};
+use certassert::assertion::DEFAULT_LIFETIME;
+use certassert::encoding::unix_now;
+use certassert::secret::{NoCallbacks, SecretKind, SecretRequest, SecretSource};
+use certassert::serve::{self, env_file, Config, Identity};
+use certassert::Algorithm;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args)]
+#[command(after_help = "\
+Answers the managed-identity protocols the Azure SDKs speak, on loopback only:
+  App Service  GET {url}/msi/token?api-version=2019-08-01&resource=R   X-IDENTITY-HEADER: secret
+  IMDS         GET {url}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R   Metadata: true
+Point an app at it with IDENTITY_ENDPOINT={url}/msi/token and IDENTITY_HEADER=secret (both
+written to --env-file, mode 0600), or AZURE_POD_IDENTITY_AUTHORITY_HOST={url} for IMDS clients.
+The key is opened once; tokens are kept in memory per resource and renewed before they expire.
+The first line printed is {url}. SIGHUP re-reads --cert (it is also re-read when the file
+changes); SIGTERM or SIGINT stops after the requests in flight. One line per request on stderr.
+
+Examples:
+  certassert serve --listen 127.0.0.1:8765 --key app.key.pem --cert app.cert.pem \\
+      --tenant T --client-id C --env-file /run/certassert/serve.env
+  certassert serve --listen 127.0.0.1:8765 --key 'pkcs11:token=app;object=app?pin-source=file:/run/pin' \\
+      --tenant T --client-id C --identity-header-source env:IDENTITY_HEADER")]
+pub struct ServeArgs {
+    /// Loopback address to listen on; port 0 picks a free one
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Certificate registered with the app, re-read when it changes; default: the one stored with the key [env: CERTASSERT_CERT]
+    #[arg(long, value_name = "PATH")]
+    cert: Option<PathBuf>,
+    #[command(flatten)]
+    app: AppArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// RS256 (header x5t) or PS256 (header x5t#S256)
+    #[arg(long, default_value = "RS256", value_parser = super::cert::parse_alg)]
+    alg: Algorithm,
+    /// Send the certificate chain as x5c (subject name + issuer authentication)
+    #[arg(long)]
+    x5c: bool,
+    /// Extra CA certificate(s) to trust (PEM), on top of the system roots
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Where the identity secret (X-IDENTITY-HEADER) comes from: env:VAR or file:PATH (mode 0600); default: 32 random bytes, written to --env-file
+    #[arg(long, value_name = "SOURCE")]
+    identity_header_source: Option<String>,
+    /// Write IDENTITY_ENDPOINT, IDENTITY_HEADER and AZURE_POD_IDENTITY_AUTHORITY_HOST here (mode 0600, replaced atomically)
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+}
+
+/// The identity secret: from `--identity-header-source`, else a fresh one (which only
+/// an environment file can hand on).
+fn secret(args: &ServeArgs) -> Result<certassert::secret::Secret> {
+    let Some(text) = &args.identity_header_source else {
+        if args.env_file.is_none() {
+            return Err("no way for applications to learn the identity secret: pass --env-file PATH (IDENTITY_ENDPOINT and a fresh IDENTITY_HEADER are written there, mode 0600) or --identity-header-source env:VAR|file:PATH".into());
+        }
+        return Ok(env_file::generate_secret());
+    };
+    let source: SecretSource = text
+        .parse()
+        .map_err(|e| format!("--identity-header-source: {e}"))?;
+    if matches!(source, SecretSource::Prompt | SecretSource::Value(_)) {
+        return Err("--identity-header-source takes env:VAR or file:PATH".into());
+    }
+    // The kind only names the attribute in a message no env:/file: source produces.
+    let request = SecretRequest::new(SecretKind::Password, "identity secret");
+    Ok(source
+        .read(&request, &NoCallbacks)
+        .map_err(|e| format!("--identity-header-source: {e}"))?)
+}
+
+pub fn run(args: &ServeArgs) -> Result<ExitCode> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--listen {}: {}",
+            args.listen,
+            serve::Error::NotLoopback { addr: args.listen }
+        )
+        .into());
+    }
+    let secret = secret(args)?;
+    let client_id = args.app.client_id()?;
+    let tenant = args.app.tenant();
+    if tenant.is_none() && args.endpoint.token_url.is_none() {
+        return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
+    }
+    // Signals are caught from here on, so one that arrives while the key opens is
+    // handled once the agent runs (the key is then closed properly, TPM objects flushed).
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    #[cfg(feature = "tpm")]
+    certassert::signer::tpm::set_interrupt_cleanup(false);
+    let signer: Arc<dyn certassert::Signer> = Arc::from(args.key.open()?);
+    let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), unix_now())?;
+    let cert_path = args
+        .cert
+        .clone()
+        .or_else(|| super::env("CERTASSERT_CERT").map(PathBuf::from));
+    let mut identity = Identity::new(signer, chain, tenant, client_id);
+    identity.cert_path = cert_path;
+    identity.authority_host = args.endpoint.authority_host();
+    identity.token_url = args.endpoint.token_url.clone();
+    identity.alg = args.alg;
+    identity.x5c = args.x5c;
+    identity.lifetime = DEFAULT_LIFETIME;
+    identity.ca_file = args.ca_file.clone();
+    let mut config = Config::new(args.listen, vec![identity], secret.clone());
+    config.log = Some(Arc::new(|event: &serve::Event| eprintln!("serve: {event}")));
+    let running = serve::start(config).map_err(|e| start_error(e, args))?;
+    if let Some(path) = &args.env_file {
+        if let Err(e) = env_file::write(path, &env_file::contents(&running.url(), &secret)) {
+            running.shutdown();
+            return Err(format!("--env-file: {e}").into());
+        }
+    }
+    print(&format!(
+        "{url}\nIDENTITY_ENDPOINT={endpoint}\nAZURE_POD_IDENTITY_AUTHORITY_HOST={url}\n",
+        url = running.url(),
+        endpoint = running.identity_endpoint()
+    ))?;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            running.reload();
+            continue;
+        }
+        eprintln!("serve: stopping (signal {signal}): finishing requests in flight");
+        running.shutdown();
+        eprintln!("serve: stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    warn("the signal handler ended; stopping");
+    running.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A start error with the flag that set what it is about.
+fn start_error(e: serve::Error, args: &ServeArgs) -> Box<dyn std::error::Error> {
+    match e {
+        serve::Error::NotLoopback { .. } | serve::Error::Listen { .. } => {
+            format!("--listen {}: {e}", args.listen).into()
+        }
+        serve::Error::BadSecret => format!("--identity-header-source: {e}").into(),
+        serve::Error::Endpoint { source, .. } => flags::endpoint(source, &args.app, &args.endpoint),
+        other => other.into(),
+    }
+}
