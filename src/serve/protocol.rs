@@ -71,9 +71,16 @@ impl Refusal {
         }
     }
 
-    /// The JSON body.
+    /// The JSON body: OAuth's `{error, error_description}` (what IMDS answers) and App
+    /// Service's `{statusCode, message}` with the same text, which MSAL shows for an App
+    /// Service endpoint (it reads nothing else of a refusal there).
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self.error, "error_description": self.description })
+        serde_json::json!({
+            "error": self.error,
+            "error_description": self.description,
+            "statusCode": self.status,
+            "message": self.description,
+        })
     }
 }
 
@@ -496,6 +503,15 @@ mod tests {
         assert_eq!(i["expires_in"], "3000");
         assert_eq!(i["not_before"], "1000");
         assert_eq!(i["token_type"], "Bearer");
+    }
+
+    #[test]
+    fn refusals_speak_oauth_and_app_service() {
+        let body = Refusal::new(400, "invalid_request", "why").body();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(body["error_description"], "why");
+        assert_eq!(body["statusCode"], 400);
+        assert_eq!(body["message"], "why");
     }
 
     #[test]
