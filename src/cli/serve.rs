@@ -18,19 +18,23 @@ use std::sync::Arc;
 #[derive(Args)]
 #[command(after_help = "\
 Answers the managed-identity protocols the Azure SDKs speak, on loopback only:
-  App Service  GET {url}/msi/token?api-version=2019-08-01&resource=R   X-IDENTITY-HEADER: secret
-  IMDS         GET {url}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R   Metadata: true
-Point an app at it with IDENTITY_ENDPOINT={url}/msi/token and IDENTITY_HEADER=secret (both
+  App Service  GET {url}/msi/token?api-version=2019-08-01&resource=R
+               with X-IDENTITY-HEADER: the identity secret
+  IMDS         GET {url}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R
+               with Metadata: true (no secret: any local process may ask; --no-imds turns it off)
+Point an app at it with IDENTITY_ENDPOINT={url}/msi/token and IDENTITY_HEADER=SECRET (both
 written to --env-file, mode 0600), or AZURE_POD_IDENTITY_AUTHORITY_HOST={url} for IMDS clients.
 The key is opened once; tokens are kept in memory per resource and renewed before they expire.
-The first line printed is {url}. SIGHUP re-reads --cert (it is also re-read when the file
-changes); SIGTERM or SIGINT stops after the requests in flight. One line per request on stderr.
+The first line printed is {url}. SIGHUP re-reads --cert (also re-read when the file changes);
+SIGTERM or SIGINT stops after the requests in flight. One line per request on stderr, never a
+token or the secret.
 
 Examples:
   certassert serve --listen 127.0.0.1:8765 --key app.key.pem --cert app.cert.pem \\
       --tenant T --client-id C --env-file /run/certassert/serve.env
-  certassert serve --listen 127.0.0.1:8765 --key 'pkcs11:token=app;object=app?pin-source=file:/run/pin' \\
-      --tenant T --client-id C --identity-header-source env:IDENTITY_HEADER")]
+  certassert serve --listen 127.0.0.1:8765 --tenant T --client-id C --no-imds \\
+      --key 'pkcs11:token=app;object=app?pin-source=file:/run/pin' \\
+      --identity-header-source file:/run/certassert/identity-secret")]
 pub struct ServeArgs {
     /// Loopback address to listen on; port 0 picks a free one
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
@@ -59,6 +63,9 @@ pub struct ServeArgs {
     /// Write IDENTITY_ENDPOINT, IDENTITY_HEADER and AZURE_POD_IDENTITY_AUTHORITY_HOST here (mode 0600, replaced atomically)
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
+    /// Answer the App Service protocol only: no IMDS endpoint, which takes no secret
+    #[arg(long)]
+    no_imds: bool,
 }
 
 /// The identity secret: from `--identity-header-source`, else a fresh one (which only
@@ -78,17 +85,18 @@ fn secret(args: &ServeArgs) -> Result<certassert::secret::Secret> {
     }
     // The kind only names the attribute in a message no env:/file: source produces.
     let request = SecretRequest::new(SecretKind::Password, "identity secret");
-    Ok(source
+    let secret = source
         .read(&request, &NoCallbacks)
-        .map_err(|e| format!("--identity-header-source: {e}"))?)
+        .map_err(|e| format!("--identity-header-source: {e}"))?;
+    serve::check_secret(&secret).map_err(|e| format!("--identity-header-source: {e}"))?;
+    Ok(secret)
 }
 
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     if !args.listen.ip().is_loopback() {
         return Err(format!(
-            "--listen {}: {}",
-            args.listen,
+            "--listen: {}",
             serve::Error::NotLoopback { addr: args.listen }
         )
         .into());
@@ -119,6 +127,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     identity.lifetime = DEFAULT_LIFETIME;
     identity.ca_file = args.ca_file.clone();
     let mut config = Config::new(args.listen, vec![identity], secret.clone());
+    config.imds = !args.no_imds;
     config.log = Some(Arc::new(|event: &serve::Event| eprintln!("serve: {event}")));
     let running = serve::start(config).map_err(|e| start_error(e, args))?;
     if let Some(path) = &args.env_file {
@@ -151,7 +160,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
 fn start_error(e: serve::Error, args: &ServeArgs) -> Box<dyn std::error::Error> {
     match e {
         serve::Error::NotLoopback { .. } | serve::Error::Listen { .. } => {
-            format!("--listen {}: {e}", args.listen).into()
+            format!("--listen: {e}").into()
         }
         serve::Error::BadSecret => format!("--identity-header-source: {e}").into(),
         serve::Error::Endpoint { source, .. } => flags::endpoint(source, &args.app, &args.endpoint),

@@ -233,6 +233,10 @@ pub struct Config {
     pub identities: Vec<Identity>,
     /// The identity secret App Service clients send as `X-IDENTITY-HEADER`.
     pub secret: Secret,
+    /// Whether the IMDS endpoint answers. IMDS clients send no secret (only `Metadata:
+    /// true`), so any local process that reaches the port gets tokens; turn it off where
+    /// other users share the machine and the apps speak App Service.
+    pub imds: bool,
     /// The longest wait for a request head (also the idle timeout of a kept-alive
     /// connection); a slower client is cut off.
     pub header_timeout: Duration,
@@ -258,7 +262,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Listen on `listen` for `identities` with `secret`, and the defaults: header
+    /// Listen on `listen` for `identities` with `secret`, and the defaults: both
+    /// protocols, header
     /// timeout 5 s, 256 connections, back-off 5 s doubling to 5 min, renewal 5 min
     /// before expiry, certificate check every 5 s, 10 s shutdown grace, 1024 resources.
     pub fn new(listen: SocketAddr, identities: Vec<Identity>, secret: Secret) -> Self {
@@ -266,6 +271,7 @@ impl Config {
             listen,
             identities,
             secret,
+            imds: true,
             header_timeout: Duration::from_secs(5),
             max_connections: 256,
             backoff: Duration::from_secs(5),
@@ -312,6 +318,19 @@ impl Log {
 
 /// The shortest identity secret taken (an `X-IDENTITY-HEADER` value).
 pub const MIN_SECRET_CHARS: usize = 16;
+
+/// Check that `secret` can serve as the identity secret: at least [`MIN_SECRET_CHARS`]
+/// characters of visible ASCII (an HTTP header value, compared as sent).
+///
+/// # Errors
+/// [`Error::BadSecret`].
+pub fn check_secret(secret: &Secret) -> Result<(), Error> {
+    let text = secret.expose();
+    if text.len() < MIN_SECRET_CHARS || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadSecret);
+    }
+    Ok(())
+}
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -383,10 +402,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
             addr: config.listen,
         });
     }
-    let secret = config.secret.expose();
-    if secret.len() < MIN_SECRET_CHARS || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::BadSecret);
-    }
+    check_secret(&config.secret)?;
     if config.identities.is_empty() {
         return Err(Error::NoIdentity);
     }
@@ -435,6 +451,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
     let server = server::Server {
         agent: agent.clone(),
         secret: config.secret.clone(),
+        imds: config.imds,
         header_timeout: config.header_timeout,
         max_connections: config.max_connections.max(1),
         grace: config.grace,

@@ -24,6 +24,7 @@ const MAX_HEAD_BYTES: usize = 8192;
 pub(super) struct Server {
     pub agent: Arc<Agent>,
     pub secret: Secret,
+    pub imds: bool,
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub grace: Duration,
@@ -147,6 +148,16 @@ impl Server {
             &Headers(req.headers()),
             &self.secret,
         )?;
+        if ask.protocol == protocol::Protocol::Imds && !self.imds {
+            return Err(Refusal::new(
+                404,
+                "not_found",
+                format!(
+                    "the IMDS endpoint is turned off here; use the App Service protocol at {}",
+                    protocol::APP_SERVICE_PATH
+                ),
+            ));
+        }
         *resource = Some(ask.resource.clone());
         let (result, used) = self.agent.token(&ask).await;
         *cache = used;

@@ -268,3 +268,20 @@ fn a_non_loopback_listen_address_is_refused_with_the_reason() {
     );
     assert!(matches!(serve::start(config), Err(serve::Error::BadSecret)));
 }
+
+#[test]
+fn imds_can_be_turned_off() {
+    let f = Fixture::new(|c| c.imds = false);
+    let addr = f.addr();
+    let a = raw(
+        addr,
+        &format!("GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=r HTTP/1.1\r\nHost: {addr}\r\nMetadata: true"),
+    );
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(a.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("IMDS endpoint is turned off"));
+    assert_eq!(app_service(addr, VAULT, None).status, 200);
+    assert_eq!(f.posts(), 1);
+}
