@@ -118,6 +118,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         .cert
         .clone()
         .or_else(|| super::env("CERTASSERT_CERT").map(PathBuf::from));
+    let thumbprint = chain[0].thumbprint_hex();
     let mut identity = Identity::new(signer, chain, tenant, client_id);
     identity.cert_path = cert_path;
     identity.authority_host = args.endpoint.authority_host();
@@ -136,6 +137,16 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
             return Err(format!("--env-file: {e}").into());
         }
     }
+    eprintln!(
+        "serve: listening on {} for client {} (certificate {thumbprint}){}",
+        running.url(),
+        args.app.client_id()?,
+        if args.no_imds {
+            ", App Service protocol only"
+        } else {
+            ""
+        }
+    );
     print(&format!(
         "{url}\nIDENTITY_ENDPOINT={endpoint}\nAZURE_POD_IDENTITY_AUTHORITY_HOST={url}\n",
         url = running.url(),
