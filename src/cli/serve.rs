@@ -129,7 +129,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     identity.ca_file = args.ca_file.clone();
     let mut config = Config::new(args.listen, vec![identity], secret.clone());
     config.imds = !args.no_imds;
-    config.log = Some(Arc::new(|event: &serve::Event| eprintln!("serve: {event}")));
+    // Not eprintln!, which panics when stderr is gone (a journal restarting).
+    config.log = Some(Arc::new(|event: &serve::Event| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), "serve: {event}");
+    }));
     let running = serve::start(config).map_err(|e| start_error(e, args))?;
     if let Some(path) = &args.env_file {
         if let Err(e) = env_file::write(path, &env_file::contents(&running.url(), &secret)) {

@@ -450,7 +450,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     let server = server::Server {
         agent: agent.clone(),
-        secret: config.secret.clone(),
+        secret: protocol::SecretDigest::new(&config.secret),
         imds: config.imds,
         header_timeout: config.header_timeout,
         max_connections: config.max_connections.max(1),

@@ -92,7 +92,7 @@ pub trait Head {
 }
 
 /// Check a request head and read what it asks for: `method`, `path`, the raw `query`,
-/// and its headers; `secret` is the identity header's value.
+/// and its headers; `secret` is the identity header's value, as a digest.
 ///
 /// Checked in this order: proxy headers (`X-Forwarded-For`, `Forwarded`: 400), a
 /// non-loopback or missing `Host` (400), the path (404), the method (405), the
@@ -107,7 +107,7 @@ pub fn check(
     path: &str,
     query: Option<&str>,
     head: &dyn Head,
-    secret: &Secret,
+    secret: &SecretDigest,
 ) -> Result<Ask, Refusal> {
     for proxy in ["x-forwarded-for", "forwarded"] {
         if head.header(proxy).is_some() {
@@ -291,13 +291,35 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, Refusal> {
     Ok(out)
 }
 
-/// Whether `given` is the identity secret, compared in constant time: both are hashed
-/// with SHA-256 first, so neither the content nor the length leaks through timing.
-pub fn same_secret(given: &str, secret: &Secret) -> bool {
-    use aws_lc_rs::digest::{digest, SHA256};
-    let a = digest(&SHA256, given.as_bytes());
-    let b = digest(&SHA256, secret.expose().as_bytes());
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
+/// The identity secret as [`check`] compares it: its SHA-256, computed once.
+#[derive(Clone)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    /// The digest of `secret`.
+    pub fn new(secret: &Secret) -> Self {
+        Self(sha256(secret.expose()))
+    }
+}
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest([redacted])")
+    }
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Whether `given` is the identity secret, compared in constant time: `given` is hashed
+/// with SHA-256 and compared with the secret's digest, so neither the content nor the
+/// length of the secret leaks through timing.
+pub fn same_secret(given: &str, secret: &SecretDigest) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(given), &secret.0).is_ok()
 }
 
 /// Whether a `Host` header names a loopback address: `localhost`, `127.0.0.0/8` or
@@ -380,8 +402,8 @@ mod tests {
         H(pairs.iter().copied().collect())
     }
 
-    fn secret() -> Secret {
-        Secret::new("s3cret-s3cret-s3cret".into())
+    fn secret() -> SecretDigest {
+        SecretDigest::new(&Secret::new("s3cret-s3cret-s3cret".into()))
     }
 
     #[test]

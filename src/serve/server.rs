@@ -3,10 +3,9 @@
 //! the agent, the log event, the graceful stop, and the certificate watch.
 
 use super::agent::{Agent, CacheUse};
-use super::protocol::{self, Head, Issued, Refusal};
+use super::protocol::{self, Head, Issued, Refusal, SecretDigest};
 use super::Event;
 use crate::encoding::unix_now;
-use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
@@ -23,7 +22,7 @@ const MAX_HEAD_BYTES: usize = 8192;
 
 pub(super) struct Server {
     pub agent: Arc<Agent>,
-    pub secret: Secret,
+    pub secret: SecretDigest,
     pub imds: bool,
     pub header_timeout: Duration,
     pub max_connections: usize,

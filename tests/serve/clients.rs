@@ -215,3 +215,34 @@ fn child_rust_azure_identity() {
         .unwrap();
     println!("token={}", token.token.secret());
 }
+
+/// Entra's refusal reaches the SDK's user: MSAL Python shows App Service's
+/// `statusCode`/`message`, which carry the AADSTS code and its hint.
+#[test]
+fn python_sees_entras_refusal_with_its_aadsts_code_and_hint() {
+    let dir = tempdir();
+    let registered = AppFiles::new(dir.path(), "registered", CLIENT);
+    let stranger = AppFiles::new(dir.path(), "stranger", CLIENT);
+    let emulator = common::emulator::start(&[&registered], Some(TENANT), false);
+    let signer: Arc<dyn Signer> =
+        Arc::from(signer::open(&stranger.keyref(), &certassert::secret::NoCallbacks).unwrap());
+    let agent = serve::start(config(
+        identity(&stranger, signer, &emulator),
+        Arc::new(Mutex::new(Vec::new())),
+    ))
+    .unwrap();
+    let out = run_python(
+        GET_TOKEN,
+        &[
+            ("IDENTITY_ENDPOINT".into(), agent.identity_endpoint()),
+            ("IDENTITY_HEADER".into(), SECRET.into()),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("400, AADSTS700027: "), "{stderr}");
+    assert!(
+        stderr.contains("hint: the certificate that signed the assertion is not registered"),
+        "{stderr}"
+    );
+}
