@@ -85,8 +85,14 @@ impl ServeChild {
     }
 
     /// SIGTERM, then wait (at most 15 s) for it to end; its status and stderr.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
-        self.signal("-TERM");
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.stop_with("-TERM")
+    }
+
+    /// Send `signal` (`-TERM`, `-INT`), then wait (at most 15 s) for it to end; its
+    /// status and stderr.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
+        self.signal(signal);
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -94,7 +100,7 @@ impl ServeChild {
             }
             assert!(
                 Instant::now() < deadline,
-                "still running 15 s after SIGTERM: {}",
+                "still running 15 s after {signal}: {}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -266,7 +272,8 @@ fn one_c_login_over_a_thousand_requests_on_softhsm2() {
         .filter(|r| r.method == "POST" && r.status == 200)
         .count();
     assert_eq!(posts, 20);
-    let (status, stderr) = serve.terminate();
+    // SIGINT (Ctrl-C) stops it as SIGTERM does.
+    let (status, stderr) = serve.stop_with("-INT");
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(
         stderr.matches("cache=hit").count() + stderr.matches("cache=wait").count(),
