@@ -107,12 +107,14 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     if tenant.is_none() && args.endpoint.token_url.is_none() {
         return Err("no tenant: pass --tenant (the Directory (tenant) ID) or set AZURE_TENANT_ID, or give --token-url".into());
     }
-    // Signals are caught from here on, so one that arrives while the key opens is
-    // handled once the agent runs (the key is then closed properly, TPM objects flushed).
+    // The agent handles its signals itself (and closes the key: TPM objects flushed), so
+    // the TPM backend's own exit-on-signal hook stays off. They are caught from here on;
+    // while the key opens (perhaps asking for a PIN on the terminal), SIGINT/SIGTERM end
+    // the process at once as they would any other command.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     #[cfg(feature = "tpm")]
     certassert::signer::tpm::set_interrupt_cleanup(false);
-    let signer: Arc<dyn certassert::Signer> = Arc::from(args.key.open()?);
+    let signer: Arc<dyn certassert::Signer> = Arc::from(while_opening(|| args.key.open())?);
     let chain = resolve_chain(args.cert.as_ref(), signer.as_ref(), unix_now())?;
     let cert_path = args
         .cert
@@ -169,6 +171,26 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     warn("the signal handler ended; stopping");
     running.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run `open` with SIGINT/SIGTERM ending the process (status 128 + signal), as they do
+/// for any other command, until it returns.
+fn while_opening<T>(open: impl FnOnce() -> Result<T>) -> Result<T> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut opening = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let handle = opening.handle();
+    let watcher = std::thread::Builder::new()
+        .name("certassert-serve-opening".into())
+        .spawn(move || {
+            if let Some(signal) = opening.forever().next() {
+                eprintln!("serve: interrupted (signal {signal}) while opening the key");
+                std::process::exit(128 + signal);
+            }
+        })?;
+    let opened = open();
+    handle.close();
+    let _ = watcher.join();
+    opened
 }
 
 /// A start error with the flag that set what it is about.
