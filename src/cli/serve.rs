@@ -131,10 +131,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     identity.ca_file = args.ca_file.clone();
     let mut config = Config::new(args.listen, vec![identity], secret.clone());
     config.imds = !args.no_imds;
-    // Not eprintln!, which panics when stderr is gone (a journal restarting).
+    // One write per line (stderr is unbuffered: writeln! would make one per piece), and
+    // not eprintln!, which panics when stderr is gone (a journal restarting).
     config.log = Some(Arc::new(|event: &serve::Event| {
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), "serve: {event}");
+        let line = format!("serve: {event}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }));
     let running = serve::start(config).map_err(|e| start_error(e, args))?;
     if let Some(path) = &args.env_file {

@@ -366,24 +366,41 @@ pub struct Issued<'a> {
     pub client_id: &'a str,
 }
 
-/// The success answer for `protocol` at `now`: App Service `{access_token, expires_on,
-/// resource, token_type, client_id}`, IMDS adds `expires_in`, `ext_expires_in` and
-/// `not_before`; every number is a string, as both services send them.
-pub fn answer(protocol: Protocol, issued: &Issued<'_>, now: i64) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "access_token": issued.access_token,
-        "expires_on": issued.expires_on.to_string(),
-        "resource": issued.resource,
-        "token_type": "Bearer",
-        "client_id": issued.client_id,
-    });
-    if protocol == Protocol::Imds {
-        let expires_in = issued.expires_on.saturating_sub(now).max(0).to_string();
-        v["expires_in"] = expires_in.clone().into();
-        v["ext_expires_in"] = expires_in.into();
-        v["not_before"] = issued.obtained_at.to_string().into();
-    }
-    v
+/// The success answer's JSON, in the field order the services send.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ext_expires_in: Option<String>,
+    expires_on: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<String>,
+    resource: &'a str,
+    token_type: &'static str,
+    client_id: &'a str,
+}
+
+/// The success answer (JSON) for `protocol` at `now`: App Service `{access_token,
+/// expires_on, resource, token_type, client_id}`, IMDS adds `expires_in`,
+/// `ext_expires_in` and `not_before`; every number is a string, as both services send
+/// them.
+pub fn answer(protocol: Protocol, issued: &Issued<'_>, now: i64) -> Vec<u8> {
+    let imds = protocol == Protocol::Imds;
+    let expires_in = issued.expires_on.saturating_sub(now).max(0).to_string();
+    let answer = Answer {
+        access_token: issued.access_token,
+        expires_in: imds.then(|| expires_in.clone()),
+        ext_expires_in: imds.then_some(expires_in),
+        expires_on: issued.expires_on.to_string(),
+        not_before: imds.then(|| issued.obtained_at.to_string()),
+        resource: issued.resource,
+        token_type: "Bearer",
+        client_id: issued.client_id,
+    };
+    // Serializing strings into a Vec cannot fail.
+    serde_json::to_vec(&answer).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -518,10 +535,12 @@ mod tests {
             resource: "r",
             client_id: "c",
         };
-        let a = answer(Protocol::AppService, &issued, 2000);
+        let json =
+            |p| serde_json::from_slice::<serde_json::Value>(&answer(p, &issued, 2000)).unwrap();
+        let a = json(Protocol::AppService);
         assert_eq!(a["expires_on"], "5000");
         assert!(a.get("expires_in").is_none());
-        let i = answer(Protocol::Imds, &issued, 2000);
+        let i = json(Protocol::Imds);
         assert_eq!(i["expires_in"], "3000");
         assert_eq!(i["not_before"], "1000");
         assert_eq!(i["token_type"], "Bearer");

@@ -174,7 +174,7 @@ impl Server {
             },
             unix_now(),
         );
-        Ok(json(200, &body))
+        Ok(bytes_answer(200, body))
     }
 }
 
@@ -187,7 +187,11 @@ impl Head for Headers<'_> {
 }
 
 fn json(status: u16, value: &serde_json::Value) -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    bytes_answer(status, value.to_string().into_bytes())
+}
+
+fn bytes_answer(status: u16, body: Vec<u8>) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = r.headers_mut();
     headers.insert(
