@@ -303,10 +303,35 @@ impl Agent {
         if let Some(refusal) = slot.failure() {
             return (Err(refusal), CacheUse::BackedOff);
         }
+        // The flight runs in a task of its own, so that it finishes (and keeps its token,
+        // or its failure for the back-off) even when the request that started it stops
+        // waiting (its request timeout, a client gone).
+        let agent = self.clone();
+        let flight = tokio::spawn(async move { agent.fly(slot, key).await });
+        match flight.await {
+            Ok((result, used)) => (result.map(|h| (h, index)), used),
+            Err(e) => (
+                Err(Refusal::new(
+                    500,
+                    "internal_error",
+                    format!("the token request did not finish: {e}"),
+                )),
+                CacheUse::Miss,
+            ),
+        }
+    }
+
+    /// Take the slot's flight: after another's fetch, its outcome; else fetch, and start
+    /// the slot's background refresh after its first token.
+    async fn fly(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+        key: Key,
+    ) -> (Result<Arc<Held>, Refusal>, CacheUse) {
         let _flight = slot.fetch.lock().await;
         // Whoever held the flight before us may have fetched (or failed) already.
         if let Some(held) = slot.servable(unix_now()) {
-            return (Ok((held, index)), CacheUse::Waited);
+            return (Ok(held), CacheUse::Waited);
         }
         if let Some(refusal) = slot.failure() {
             return (Err(refusal), CacheUse::BackedOff);
@@ -315,7 +340,7 @@ impl Agent {
         if result.is_ok() && !slot.refreshing.swap(true, Ordering::SeqCst) {
             tokio::spawn(refresh(self.clone(), slot.clone(), key));
         }
-        (result.map(|h| (h, index)), CacheUse::Miss)
+        (result, CacheUse::Miss)
     }
 
     /// Fetch the token for `key` (the caller holds the slot's flight) and store the

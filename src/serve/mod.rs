@@ -240,6 +240,9 @@ pub struct Config {
     /// The longest wait for a request head (also the idle timeout of a kept-alive
     /// connection); a slower client is cut off.
     pub header_timeout: Duration,
+    /// The longest a request waits for its token (its own fetch, or another's it waits
+    /// for); then it is answered 504. A fetch that goes on finishes in the background.
+    pub request_timeout: Duration,
     /// How many connections are served at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// The first back-off after a failed fetch (doubling with each failure in a row).
@@ -263,9 +266,9 @@ pub struct Config {
 
 impl Config {
     /// Listen on `listen` for `identities` with `secret`, and the defaults: both
-    /// protocols, header
-    /// timeout 5 s, 256 connections, back-off 5 s doubling to 5 min, renewal 5 min
-    /// before expiry, certificate check every 5 s, 10 s shutdown grace, 1024 resources.
+    /// protocols, header timeout 5 s, 120 s for a token, 256 connections, back-off 5 s
+    /// doubling to 5 min, renewal 5 min before expiry, certificate check every 5 s, 10 s
+    /// shutdown grace, 1024 resources.
     pub fn new(listen: SocketAddr, identities: Vec<Identity>, secret: Secret) -> Self {
         Self {
             listen,
@@ -273,6 +276,7 @@ impl Config {
             secret,
             imds: true,
             header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
             max_connections: 256,
             backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(300),
@@ -453,6 +457,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         secret: protocol::SecretDigest::new(&config.secret),
         imds: config.imds,
         header_timeout: config.header_timeout,
+        request_timeout: config.request_timeout,
         max_connections: config.max_connections.max(1),
         grace: config.grace,
     };

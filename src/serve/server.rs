@@ -25,6 +25,7 @@ pub(super) struct Server {
     pub secret: SecretDigest,
     pub imds: bool,
     pub header_timeout: Duration,
+    pub request_timeout: Duration,
     pub max_connections: usize,
     pub grace: Duration,
 }
@@ -158,7 +159,18 @@ impl Server {
             ));
         }
         *resource = Some(ask.resource.clone());
-        let (result, used) = self.agent.token(&ask).await;
+        let Ok((result, used)) =
+            tokio::time::timeout(self.request_timeout, self.agent.token(&ask)).await
+        else {
+            return Err(Refusal::new(
+                504,
+                "temporarily_unavailable",
+                format!(
+                    "no token within {} s: the token endpoint or the key is slow; try again",
+                    self.request_timeout.as_secs_f64()
+                ),
+            ));
+        };
         *cache = used;
         let (held, index) = result?;
         let id = &self.agent.identities[index].client_id;

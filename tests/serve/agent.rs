@@ -265,3 +265,23 @@ fn shutdown_finishes_the_request_in_flight_then_closes_the_key() {
     assert!(TcpStream::connect(addr).is_err());
     assert_eq!(Arc::strong_count(&f.signer), 1);
 }
+
+#[test]
+fn a_request_waits_for_its_token_no_longer_than_the_request_timeout() {
+    let f = Fixture::new(|c| c.request_timeout = Duration::from_millis(500));
+    f.emulator
+        .push_fault(Fault::Slow(Duration::from_millis(2000)));
+    let started = Instant::now();
+    let a = app_service(f.addr(), VAULT, None);
+    assert_eq!(a.status, 504, "{}", a.body);
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(a.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("no token within 0.5 s"));
+    // The fetch finished in the background: the next request is answered from memory.
+    assert!(wait_for(Duration::from_secs(5), || f.posts() == 1));
+    let again = app_service(f.addr(), VAULT, None);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(f.posts(), 1);
+}
