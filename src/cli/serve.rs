@@ -140,7 +140,10 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     }));
     let running = serve::start(config).map_err(|e| start_error(e, args))?;
     if let Some(path) = &args.env_file {
-        if let Err(e) = env_file::write(path, &env_file::contents(&running.url(), &secret)) {
+        if let Err(e) = env_file::write(
+            path,
+            &env_file::contents(&running.url(), &secret, !args.no_imds),
+        ) {
             running.shutdown();
             return Err(format!("--env-file: {e}").into());
         }
@@ -155,11 +158,18 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
             ""
         }
     );
-    print(&format!(
-        "{url}\nIDENTITY_ENDPOINT={endpoint}\nAZURE_POD_IDENTITY_AUTHORITY_HOST={url}\n",
+    let mut text = format!(
+        "{url}\nIDENTITY_ENDPOINT={endpoint}\n",
         url = running.url(),
         endpoint = running.identity_endpoint()
-    ))?;
+    );
+    if !args.no_imds {
+        text.push_str(&format!(
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST={}\n",
+            running.url()
+        ));
+    }
+    print(&text)?;
     for signal in signals.forever() {
         if signal == SIGHUP {
             running.reload();

@@ -49,13 +49,19 @@ pub enum Error {
     },
 }
 
-/// The lines of the environment file for an agent at `url` (`http://127.0.0.1:PORT`).
-pub fn contents(url: &str, secret: &Secret) -> Secret {
-    Secret::new(format!(
-        "IDENTITY_ENDPOINT={url}{}\nIDENTITY_HEADER={}\nAZURE_POD_IDENTITY_AUTHORITY_HOST={url}\n",
+/// The lines of the environment file for an agent at `url` (`http://127.0.0.1:PORT`):
+/// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, and `AZURE_POD_IDENTITY_AUTHORITY_HOST` when
+/// it answers IMDS (`imds`).
+pub fn contents(url: &str, secret: &Secret, imds: bool) -> Secret {
+    let mut text = format!(
+        "IDENTITY_ENDPOINT={url}{}\nIDENTITY_HEADER={}\n",
         super::protocol::APP_SERVICE_PATH,
         secret.expose()
-    ))
+    );
+    if imds {
+        text.push_str(&format!("AZURE_POD_IDENTITY_AUTHORITY_HOST={url}\n"));
+    }
+    Secret::new(text)
 }
 
 /// Write `contents` (of [`contents`]) to `path` with mode 0600, atomically: a new file in
@@ -147,28 +153,32 @@ mod tests {
         assert_ne!(secret.expose(), generate_secret().expose());
         std::fs::write(&path, "old").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write(&path, &contents("http://127.0.0.1:5", &secret)).unwrap();
+        write(&path, &contents("http://127.0.0.1:5", &secret, true)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.starts_with("IDENTITY_ENDPOINT=http://127.0.0.1:5/msi/token\nIDENTITY_HEADER=")
         );
         assert!(text.contains(secret.expose()));
+        assert!(text.ends_with("\nAZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:5\n"));
+        assert!(!contents("u", &secret, false)
+            .expose()
+            .contains("AZURE_POD_IDENTITY_AUTHORITY_HOST"));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let link = dir.path().join("link.env");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(matches!(
-            write(&link, &contents("http://127.0.0.1:5", &secret)),
+            write(&link, &contents("http://127.0.0.1:5", &secret, true)),
             Err(Error::Symlink { .. })
         ));
         assert!(matches!(
-            write(dir.path(), &contents("http://127.0.0.1:5", &secret)),
+            write(dir.path(), &contents("http://127.0.0.1:5", &secret, true)),
             Err(Error::NotRegular { .. })
         ));
         // Another user's file is not replaced (checkable where we may chown: as root).
         if std::os::unix::fs::chown(&path, Some(65534), Some(65534)).is_ok() {
             assert!(matches!(
-                write(&path, &contents("http://127.0.0.1:6", &secret)),
+                write(&path, &contents("http://127.0.0.1:6", &secret, true)),
                 Err(Error::OtherOwner { owner: 65534, .. })
             ));
             assert!(std::fs::read_to_string(&path).unwrap().contains(":5/msi"));

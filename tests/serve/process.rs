@@ -371,9 +371,22 @@ fn sigterm_with_a_tpm_key_file_leaves_no_transient_object() {
             emulator.url(),
             "--identity-header-source",
             "env:TEST_IDENTITY_SECRET",
+            "--no-imds",
+            "--env-file",
+            common::s(&dir.path().join("serve.env")),
         ],
         &[("TEST_IDENTITY_SECRET", SECRET)],
     );
+    // App Service only: the environment file names no IMDS host, and IMDS is not served.
+    let vars = read_env_file(&dir.path().join("serve.env"));
+    let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"]);
+    assert_eq!(vars[1].1, SECRET);
+    let imds = raw(
+        serve.addr,
+        &format!("GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=r HTTP/1.1\r\nHost: {}\r\nMetadata: true", serve.addr),
+    );
+    assert_eq!(imds.status, 404);
     for resource in ["https://a.example", VAULT] {
         let a = app_service(serve.addr, resource, None);
         assert_eq!(a.status, 200, "{}", a.body);
