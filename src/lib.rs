@@ -6,7 +6,8 @@
 //! - [`entra`] gets tokens with that credential: endpoints and URL policy
 //!   ([`entra::authority`]), grants, bounded retries, AADSTS errors with hints, the cache.
 //!   The `emulator` module (feature `emulator`) is a local Entra token endpoint as strict
-//!   as the real one.
+//!   as the real one. The `serve` module (feature `serve`) is a local managed-identity
+//!   endpoint that hands the credential's tokens to unmodified Azure SDK apps.
 //! - [`assertion`] builds client assertion JWTs and [`inspect`] lints any JWT against
 //!   Entra's rules; both share [`rules`] (Entra's assertion rules, one table) and [`jws`]
 //!   (the one strict compact-JWS decoder).
@@ -26,9 +27,9 @@
 //!   an `azure_core` `TokenCredential` and an `azure_identity` `ClientAssertion` over any
 //!   Signer.
 //!
-//! Features: `pkcs11`, `tpm`, `cli` (the `certassert` command) and `emulator`, all on by
-//! default, and `azure`, off; with none, the crate is the library alone (software keys and
-//! token flows).
+//! Features: `pkcs11`, `tpm`, `cli` (the `certassert` command), `emulator` and `serve`, all
+//! on by default, and `azure`, off; with none, the crate is the library alone (software
+//! keys and token flows).
 
 #![warn(missing_docs)]
 
@@ -48,6 +49,8 @@ pub mod keyref;
 pub mod public_key;
 pub mod rules;
 pub mod secret;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod signer;
 
 pub use signer::{Algorithm, Signer};

@@ -16,6 +16,8 @@ mod key;
 mod localtime;
 mod log;
 mod prompt;
+#[cfg(feature = "serve")]
+mod serve;
 mod token;
 
 pub use flags::{env, AppArgs, EndpointArgs};
@@ -115,6 +117,9 @@ enum Command {
         after_help = "Read it:    certassert man | man -l -\nInstall it: certassert man > /usr/local/share/man/man1/certassert.1"
     )]
     Man,
+    /// Serve tokens to unmodified Azure SDK apps as a local managed-identity endpoint
+    #[cfg(feature = "serve")]
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// `--key`, `--profile` and `--config`, shared by every command that takes a key.
@@ -503,6 +508,8 @@ pub fn main() -> ExitCode {
         Command::Demo => demo::run(),
         Command::Completions(args) => generate::completions(&args),
         Command::Man => generate::man(),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

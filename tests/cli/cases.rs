@@ -22,6 +22,11 @@ fn case_dirs() -> Vec<&'static str> {
     } else {
         "no-emulator"
     });
+    dirs.push(if cfg!(feature = "serve") {
+        "serve"
+    } else {
+        "no-serve"
+    });
     dirs
 }
 
