@@ -257,6 +257,7 @@ impl Signer for Pkcs11Signer {
     fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, Error> {
         let (mechanism, data) = self.mechanism(alg, message)?;
         let (mut logged_in_again, mut new_session, mut reopened) = (false, false, false);
+        let mut tried_again = false;
         loop {
             let (generation, session) = self.token.session()?;
             let e = match self.sign_once(generation, &session, &mechanism, &data) {
@@ -293,6 +294,14 @@ impl Signer for Pkcs11Signer {
                     self.token.lost(generation);
                 }
                 Loss::Token => return Err(self.token.absent(Some(e)).into()),
+                // SoftHSM2 answers CKR_GENERAL_ERROR to a C_SignInit that races a login on
+                // another session (the token's key is swapped under it): once more, on a
+                // new session; a second one is the token's answer.
+                Loss::None
+                    if !tried_again && matches!(e, CkError::Pkcs11(RvError::GeneralError, _)) =>
+                {
+                    tried_again = true;
+                }
                 _ => {
                     let hint = match &e {
                         CkError::Pkcs11(RvError::DeviceError | RvError::DeviceMemory, _) => {
