@@ -52,6 +52,9 @@ done
 target/debug/certassert --version
 target/debug/certassert --help >/dev/null
 
+step "The README's systemd unit for certassert serve (ci/serve-unit.sh: systemd-analyze verify)"
+ci/serve-unit.sh
+
 step "The library alone has no front-end crates in its tree"
 tree="$(cargo tree -e normal --no-default-features --prefix none)"
 echo "cargo tree -e normal --no-default-features: $(wc -l <<<"$tree") lines"
