@@ -25,6 +25,8 @@ LOAD_BEFORE="?"
 TABLE=()
 TMPDIRS=()
 PIDS=()
+# --only SECTION (repeatable): run just these sections after the build.
+ONLY=""
 
 cleanup() {
     local pid
@@ -47,7 +49,8 @@ make_tmpdir() {
 }
 
 usage() {
-    echo "usage: $0 [--criterion] [--seconds N] [--rounds N]" >&2
+    echo "usage: $0 [--criterion] [--seconds N] [--rounds N] [--only SECTION...]" >&2
+    echo "       sections: software cli pkcs11 tpm token_cache serve (default: all)" >&2
 }
 
 die() {
@@ -320,6 +323,94 @@ section_tpm() {
 }
 
 # The same two measurements under criterion's statistics (optional: slower).
+# `certassert serve` answering from memory (issue 10): cache-hit requests/s and p50/p99
+# at 1 and 32 connections beside a bare hyper server (same runtime, a fixed JSON body of
+# the same size, the same load generator: examples/serve_bench), a cold burst of 100
+# concurrent requests (upstream POSTs counted), and the agent's RSS at start and after
+# 100,000 requests.
+section_serve() {
+    local dir bin="$PWD/target/release/certassert" load="$PWD/target/release/examples/serve_bench"
+    local emu_pid serve_pid bare_pid emu_url serve_url bare_url size conns out
+    local -A rps p50 p99
+    make_tmpdir dir
+    "$bin" key generate --key "$dir/app.key.pem" >/dev/null 2>&1 || die "certassert key generate failed"
+    "$bin" cert create --key "$dir/app.key.pem" --subject CN=certassert-bench --days 30 \
+        --out "$dir/app.cert.pem" >/dev/null 2>&1 || die "certassert cert create failed"
+    local client=11111111-2222-3333-4444-555555555555
+    "$bin" emulator --listen 127.0.0.1:0 --register "$client=$dir/app.cert.pem" >"$dir/emu.out" 2>/dev/null &
+    emu_pid=$!
+    PIDS+=("$emu_pid")
+    local secret
+    secret="$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')"
+    for _ in $(seq 100); do [[ -s "$dir/emu.out" ]] && break; sleep 0.05; done
+    emu_url="$(head -1 "$dir/emu.out")"
+    BENCH_IDENTITY_SECRET="$secret" "$bin" serve --listen 127.0.0.1:0 --key "$dir/app.key.pem" \
+        --cert "$dir/app.cert.pem" --tenant contoso.onmicrosoft.com --client-id "$client" \
+        --authority-host "$emu_url" --identity-header-source env:BENCH_IDENTITY_SECRET \
+        >"$dir/serve.out" 2>/dev/null &
+    serve_pid=$!
+    PIDS+=("$serve_pid")
+    for _ in $(seq 100); do [[ -s "$dir/serve.out" ]] && break; sleep 0.05; done
+    serve_url="$(head -1 "$dir/serve.out")"
+    [[ "$serve_url" == http://* ]] || die "certassert serve did not start"
+    local path="/msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net"
+    local rss_start
+    rss_start="$(awk '/^VmRSS/ { print $2 }' "/proc/$serve_pid/status")"
+
+    header "serve: a cold burst of 100 concurrent requests for one resource"
+    out="$("$load" count "$serve_url$path" 100 100 "X-IDENTITY-HEADER: $secret")" || die "serve_bench count failed"
+    printf '%s\n' "$out"
+    local posts
+    posts="$(number "emulator requests" "$(emulator_requests "$emu_url")")"
+    row "serve cold burst of 100: upstream POSTs" "$posts" " " "target 1 (one signature each)"
+
+    size="$(curl -s -H "X-IDENTITY-HEADER: $secret" "$serve_url$path" | wc -c)"
+    "$load" bare "$size" >"$dir/bare.out" &
+    bare_pid=$!
+    PIDS+=("$bare_pid")
+    for _ in $(seq 100); do [[ -s "$dir/bare.out" ]] && break; sleep 0.05; done
+    bare_url="$(head -1 "$dir/bare.out")"
+
+    local round target
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for conns in 1 32; do
+            for target in bare serve; do
+                header "[$round/$ROUNDS] serve_bench load $target, $conns connection(s), ${SECONDS_PER_RUN} s"
+                if [[ "$target" == serve ]]; then
+                    out="$("$load" load "$serve_url$path" "$SECONDS_PER_RUN" "$conns" "X-IDENTITY-HEADER: $secret")"
+                else
+                    out="$("$load" load "$bare_url$path" "$SECONDS_PER_RUN" "$conns")"
+                fi || die "serve_bench load $target failed"
+                printf '%s\n' "$out"
+                # requests/s: N  p50_ms: N  p99_ms: N  errors: N
+                local value
+                value="$(number "$target requests/s" "$(awk '{ print $2 }' <<<"$out")")"
+                if [[ "$(max "${rps[$target$conns]:-0}" "$value")" == "$value" ]]; then
+                    rps[$target$conns]="$value"
+                    p50[$target$conns]="$(number "$target p50" "$(awk '{ print $4 }' <<<"$out")")"
+                    p99[$target$conns]="$(number "$target p99" "$(awk '{ print $6 }' <<<"$out")")"
+                fi
+                [[ "$(awk '{ print $8 }' <<<"$out")" == 0 ]] || die "serve_bench $target: errors: $out"
+            done
+        done
+    done
+    for conns in 1 32; do
+        row "serve cache hits/s, $conns conn" "${rps[serve$conns]}" " " "p50 ${p50[serve$conns]} ms, p99 ${p99[serve$conns]} ms"
+        row "bare hyper req/s, $conns conn" "${rps[bare$conns]}" " " "p50 ${p50[bare$conns]} ms, p99 ${p99[bare$conns]} ms"
+        row "ratio serve / bare hyper, $conns conn" "$(ratio "${rps[serve$conns]}" "${rps[bare$conns]}")" "×" "target ≥ 0.80×"
+    done
+
+    header "serve: RSS after 100,000 more requests (32 connections)"
+    out="$("$load" count "$serve_url$path" 100000 32 "X-IDENTITY-HEADER: $secret")" || die "serve_bench count failed"
+    printf '%s\n' "$out"
+    local rss_end
+    rss_end="$(awk '/^VmRSS/ { print $2 }' "/proc/$serve_pid/status")"
+    row "serve RSS at start, MiB" "$(awk -v k="$rss_start" 'BEGIN { printf "%.1f", k / 1024 }')"
+    row "serve RSS after 100,000 requests, MiB" "$(awk -v k="$rss_end" 'BEGIN { printf "%.1f", k / 1024 }')" " " \
+        "target: within 5 MiB of the start"
+    kill "$serve_pid" "$bare_pid" "$emu_pid" 2>/dev/null || true
+}
+
 section_criterion() {
     header "cargo bench --bench assertion (criterion)"
     cargo bench --bench assertion
@@ -334,6 +425,11 @@ main() {
     while (($#)); do
         case "$1" in
             --criterion) RUN_CRITERION=1 ;;
+            --only)
+                (($# >= 2)) || { usage; exit 2; }
+                ONLY+=" $2 "
+                shift
+                ;;
             --seconds | --rounds)
                 (($# >= 2)) || { usage; exit 2; }
                 if [[ "$1" == --seconds ]]; then SECONDS_PER_RUN="$2"; else ROUNDS="$2"; fi
@@ -359,11 +455,10 @@ main() {
     ci/install-deps.sh bench pkcs11 tpm
 
     section_build
-    section_software
-    section_cli
-    section_pkcs11
-    section_tpm
-    section_token_cache
+    local section
+    for section in software cli pkcs11 tpm token_cache serve; do
+        [[ -z "$ONLY" || "$ONLY" == *" $section "* ]] && "section_$section"
+    done
     if ((RUN_CRITERION)); then
         section_criterion
     fi
