@@ -226,7 +226,7 @@ impl Lint {
             );
             return;
         }
-        let Some(raw) = b64url_decode(text) else {
+        let Some(raw) = rules::thumbprint_bytes(text) else {
             let hint = if text.contains(['+', '/', '=']) {
                 " (it uses standard base64: replace + with -, / with _ and drop the = padding)"
             } else {
@@ -235,6 +235,11 @@ impl Lint {
             self.error(700027, format!("{name} \"{text}\" is not base64url{hint}"));
             return;
         };
+        if text.ends_with('=') {
+            self.warn(format!(
+                "{name} ends in = padding: Entra accepts it (MSAL Python sends it so), but base64url in a JOSE header has none (RFC 7515); drop the ="
+            ));
+        }
         if raw.len() != len {
             let decoded_text = String::from_utf8(raw.clone()).ok().filter(|s| is_hex(s));
             let fix = match decoded_text {
@@ -383,16 +388,26 @@ impl Lint {
                     None
                 }
                 None => None,
-                Some(v) => match v.as_i64() {
-                    Some(t) if rules::is_milliseconds(t) => {
+                Some(v) => match rules::numeric_date(name, v) {
+                    Err(rules::TimeProblem::Milliseconds(t)) => {
                         self.error(700024, format!("{name} {t} looks like milliseconds; JWT times are seconds since 1970"));
                         None
                     }
-                    Some(t) => Some(t),
-                    None => {
+                    Ok(t) => {
+                        if rules::is_fractional(v) {
+                            self.warn(format!(
+                                "{name} {v} has a fraction: Entra reads it as {t} (MSAL Python signs such times), but a strict verifier may refuse it; write integer seconds"
+                            ));
+                        }
+                        Some(t)
+                    }
+                    Err(_) => {
                         self.error(
                             700024,
-                            format!("{name} must be an integer NumericDate, found {v}"),
+                            format!(
+                                "{name} must be {} NumericDate (seconds since 1970), found {v}",
+                                if name == "nbf" { "an integer" } else { "a" }
+                            ),
                         );
                         None
                     }
@@ -600,10 +615,41 @@ mod tests {
         );
     }
 
+    /// Entra (and the emulator, through the same rule) accepts base64url with its `=`
+    /// padding, which MSAL Python sends: a warning, not an error. Standard base64 (`+`,
+    /// `/`) is still an error.
     #[test]
-    fn padded_standard_base64_x5t() {
+    fn padded_x5t_is_a_warning_and_standard_base64_an_error() {
         let h = json!({"alg": "RS256", "typ": "JWT", "x5t": "hOBcHZi846VCHSJbFAs26Go9VTQ="});
+        let r = report(h, good_claims());
+        assert!(!r.has_errors(), "{}", render(&r));
+        assert!(
+            render(&r).contains("= padding: Entra accepts it"),
+            "{}",
+            render(&r)
+        );
+        let h = json!({"alg": "RS256", "typ": "JWT", "x5t": "hOBcHZi846VCHSJbFAs26Go9VT+="});
         assert!(messages(h, good_claims()).contains("standard base64"));
+    }
+
+    /// A fractional exp/iat (MSAL Python signs time.time() floats) is read as whole
+    /// seconds, as Entra reads it: a warning; a fractional nbf is an error (700024).
+    #[test]
+    fn fractional_times_are_read_as_entra_reads_them() {
+        let h = json!({"alg": "RS256", "typ": "JWT", "x5t": "hOBcHZi846VCHSJbFAs26Go9VTQ"});
+        let mut c = good_claims();
+        c["exp"] = json!(NOW as f64 + 600.25);
+        c["iat"] = json!(NOW as f64 + 0.5);
+        let r = report(h.clone(), c);
+        assert!(!r.has_errors(), "{}", render(&r));
+        assert!(
+            render(&r).contains("has a fraction: Entra reads it as"),
+            "{}",
+            render(&r)
+        );
+        let mut c = good_claims();
+        c["nbf"] = json!(NOW as f64 + 0.5);
+        assert_eq!(codes(h, c), vec![Some(700024)]);
     }
 
     #[test]

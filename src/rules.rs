@@ -73,6 +73,57 @@ pub fn never_valid(start: i64, exp: i64) -> bool {
     exp <= start
 }
 
+/// The bytes of an `x5t`/`x5t#S256` value as Entra reads it: base64url, with or without
+/// its `=` padding. Entra accepts the padded form, which MSAL Python sends
+/// (`urlsafe_b64encode` of the thumbprint: `…E8=`); only canonical padding is taken,
+/// never padding in the middle, and never standard base64 (`+`, `/`).
+pub fn thumbprint_bytes(text: &str) -> Option<Vec<u8>> {
+    let unpadded = text.strip_suffix("==").or_else(|| text.strip_suffix('='));
+    match unpadded {
+        Some(bare) if text.len().is_multiple_of(4) && !bare.ends_with('=') => {
+            crate::encoding::b64url_decode(bare)
+        }
+        Some(_) => None,
+        None => crate::encoding::b64url_decode(text),
+    }
+}
+
+/// Why a time claim is not a NumericDate Entra takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeProblem {
+    /// Not a JSON number (a string, …), or a fraction where only an integer is taken
+    /// (`nbf`).
+    NotANumber,
+    /// Seconds above [`MILLISECONDS_ABOVE`]: milliseconds by mistake.
+    Milliseconds(i64),
+}
+
+/// A time claim (`exp`, `nbf`, `iat`) as Entra reads it, in whole seconds. RFC 7519 lets
+/// a NumericDate be non-integer, and Entra takes a fractional `exp` and `iat`: MSAL Python
+/// (and azure-identity through it) signs `exp = time.time() + 600` and `iat = time.time()`
+/// as JSON floats, and Entra answers with tokens; those are read as whole seconds (the
+/// fraction dropped). `nbf` stays an integer (IdentityModel refuses a fractional `nbf`:
+/// "could not be parsed to an integer"), and a string is no NumericDate at all.
+pub fn numeric_date(name: &str, value: &serde_json::Value) -> Result<i64, TimeProblem> {
+    let seconds = value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| name != "nbf" && f.is_finite() && *f >= 0.0 && *f < 1e15)
+            .map(|f| f.floor() as i64)
+    });
+    match seconds {
+        Some(t) if is_milliseconds(t) => Err(TimeProblem::Milliseconds(t)),
+        Some(t) => Ok(t),
+        None => Err(TimeProblem::NotANumber),
+    }
+}
+
+/// Whether a time claim's value is a JSON number with a fraction (read as whole seconds).
+pub fn is_fractional(value: &serde_json::Value) -> bool {
+    value.is_f64()
+}
+
 /// Which digest of the certificate's DER a thumbprint header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Digest {

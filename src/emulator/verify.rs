@@ -11,7 +11,7 @@
 use super::config::App;
 use super::state::Refusal;
 use crate::cert::Certificate;
-use crate::encoding::{b64url_decode, hex, rfc3339};
+use crate::encoding::{hex, rfc3339};
 use crate::jws;
 use crate::rules::{self, THUMBPRINTS};
 use serde_json::{Map, Value};
@@ -164,28 +164,18 @@ fn out_of_range(detail: String) -> Refusal {
 /// `nbf` (if any) and `exp` as seconds, or AADSTS700024 when a time is missing, not an
 /// integer, in milliseconds, or when `exp` is not after `nbf` (a window that never opens).
 ///
-/// RFC 7519 lets a NumericDate be non-integer, and Entra takes a fractional `exp` and
-/// `iat`: MSAL Python (and azure-identity through it) signs `exp = time.time() + 600`
-/// and `iat = time.time()` as JSON floats, and Entra answers with tokens. Those two are
-/// read as whole seconds (the fraction dropped). `nbf` stays an integer (IdentityModel
-/// refuses a fractional `nbf`: "could not be parsed to an integer"), and a string is no
-/// NumericDate at all, in any of the three.
+/// Each time is read by [`rules::numeric_date`], as Entra reads it.
 fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
     let time = |name: &str| -> Result<Option<i64>, Refusal> {
         let Some(v) = claims.get(name) else {
             return Ok(None);
         };
-        let seconds = v.as_i64().or_else(|| {
-            v.as_f64()
-                .filter(|f| name != "nbf" && f.is_finite() && *f >= 0.0 && *f < 1e15)
-                .map(|f| f.floor() as i64)
-        });
-        match seconds {
-            Some(t) if rules::is_milliseconds(t) => Err(out_of_range(format!(
+        match rules::numeric_date(name, v) {
+            Ok(t) => Ok(Some(t)),
+            Err(rules::TimeProblem::Milliseconds(t)) => Err(out_of_range(format!(
                 "{name} {t} is in milliseconds; JWT times are seconds since 1970."
             ))),
-            Some(t) => Ok(Some(t)),
-            None => Err(out_of_range(format!(
+            Err(_) => Err(out_of_range(format!(
                 "{name} must be {} NumericDate (seconds since 1970), found {}.",
                 if name == "nbf" { "an integer" } else { "a" },
                 jws::kind(v)
@@ -205,18 +195,6 @@ fn times(claims: &Map<String, Value>) -> Result<(Option<i64>, i64), Refusal> {
     Ok((nbf, exp))
 }
 
-/// The bytes of an `x5t`/`x5t#S256` value: base64url, with or without its `=` padding.
-/// Entra accepts the padded form, which MSAL Python sends (`urlsafe_b64encode` of the
-/// thumbprint: `…E8=`); only canonical padding is taken, never padding in the middle.
-fn thumbprint_bytes(text: &str) -> Option<Vec<u8>> {
-    let unpadded = text.strip_suffix("==").or_else(|| text.strip_suffix('='));
-    match unpadded {
-        Some(bare) if text.len().is_multiple_of(4) && !bare.ends_with('=') => b64url_decode(bare),
-        Some(_) => None,
-        None => b64url_decode(text),
-    }
-}
-
 /// The registered certificate the header names by `x5t#S256` (preferred) or `x5t`.
 fn find_certificate<'a>(
     app: &'a App,
@@ -232,7 +210,7 @@ fn find_certificate<'a>(
             "Invalid JWT token. No certificate thumbprint specified in token header.".into(),
         ));
     };
-    let raw = value.as_str().and_then(thumbprint_bytes);
+    let raw = value.as_str().and_then(rules::thumbprint_bytes);
     let shown = match &raw {
         Some(r) => hex(r, true),
         None => value.as_str().unwrap_or_default().to_string(),
@@ -252,7 +230,7 @@ fn find_certificate<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::thumbprint_bytes;
+    use crate::rules::thumbprint_bytes;
 
     #[test]
     fn thumbprints_take_canonical_padding_only() {
