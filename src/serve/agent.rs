@@ -282,6 +282,17 @@ impl Agent {
         Ok(slot)
     }
 
+    /// The token `ask` wants when memory holds a servable one: the warm path, with no
+    /// timer, task or new slot (a request that gets `None` goes through [`Self::token`]).
+    pub(crate) fn cached(&self, ask: &Ask) -> Option<(Arc<Held>, usize)> {
+        let index = self.identity(ask.client_id.as_deref()).ok()?;
+        let slot = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.get(&(index, ask.resource.clone()))?.clone()
+        };
+        slot.servable(unix_now()).map(|held| (held, index))
+    }
+
     /// The token `ask` wants, from memory or fetched (one fetch for concurrent askers),
     /// with the identity it is for and how it was had.
     pub(crate) async fn token(
