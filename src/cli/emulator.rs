@@ -11,8 +11,11 @@ use std::process::ExitCode;
 #[derive(Args)]
 #[command(after_help = "\
 The first line printed is the authority host to use (--authority-host URL); with --tls,
-clients trust the generated CA with --ca-file. GET /_emulator/requests lists the requests
-received (form bodies included: for tests only).
+clients trust the generated CA with --ca-file. Then each app's object id and its
+certificates' keyIds. It also serves Microsoft Graph's addKey/removeKey
+(/v1.0/applications/{object-id}/addKey) for cert rotate and cert retire: the Graph URL is
+the authority host. GET /_emulator/requests lists the requests received (form bodies
+included: for tests only).
 
 Examples:
   certassert emulator --listen 127.0.0.1:8400 \\
@@ -47,6 +50,14 @@ pub struct EmulatorArgs {
     /// Lifetime of issued access tokens, seconds
     #[arg(long, value_name = "SECS", default_value_t = 3599)]
     token_lifetime: i64,
+    /// Give an app this application object id (Graph's /applications/{id}); default: one
+    /// derived from the client id
+    #[arg(long, value_name = "CLIENT_ID=OBJECT_ID")]
+    object_id: Vec<String>,
+    /// Refuse each certificate added through Graph for its first N token requests
+    /// (AADSTS700027), as Entra does while a new credential propagates
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    graph_propagation: u32,
 }
 
 pub fn config(args: &EmulatorArgs) -> Result<Config> {
@@ -72,6 +83,19 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
             }),
         }
     }
+    let mut object_ids = Vec::new();
+    for pair in &args.object_id {
+        let (client, object) = pair
+            .split_once('=')
+            .filter(|(c, _)| apps.iter().any(|a| a.client_id.eq_ignore_ascii_case(c)))
+            .ok_or_else(|| {
+                format!("--object-id {pair}: expected CLIENT_ID=OBJECT_ID for a client id given to --register")
+            })?;
+        if !certassert::graph::is_guid(object) {
+            return Err(format!("--object-id {pair}: the object id must be a GUID").into());
+        }
+        object_ids.push((client.to_string(), object.to_string()));
+    }
     let codes = args
         .code
         .iter()
@@ -96,6 +120,8 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
         faults: args.fault.clone(),
         tls: args.tls,
         token_lifetime: args.token_lifetime,
+        object_ids,
+        graph_propagation: args.graph_propagation,
         ..Config::default()
     })
 }
@@ -116,6 +142,15 @@ pub fn run(args: &EmulatorArgs) -> Result<ExitCode> {
         "token endpoints: {0}/{tenant}/oauth2/v2.0/token (scope), {0}/{tenant}/oauth2/token (resource)\n",
         running.url()
     ));
+    for app in running.apps() {
+        text.push_str(&format!(
+            "app {}: object id {}\n",
+            app.client_id, app.object_id
+        ));
+        for (key_id, thumbprint) in &app.keys {
+            text.push_str(&format!("  keyId {key_id}  thumbprint {thumbprint}\n"));
+        }
+    }
     print(&text)?;
     loop {
         std::thread::park();

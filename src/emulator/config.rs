@@ -121,6 +121,12 @@ pub struct Config {
     /// listen backlog) until one closes; the timeouts above bound how long that is.
     /// Default 256.
     pub max_connections: usize,
+    /// Application object ids, as (client id, object id); an app not listed gets one
+    /// derived from its client id. Graph's `/applications/{id}` takes the object id.
+    pub object_ids: Vec<(String, String)>,
+    /// Token requests to refuse (AADSTS700027) for each certificate added through Graph
+    /// before it works, as Entra refuses a new credential until it has propagated.
+    pub graph_propagation: u32,
 }
 
 impl Default for Config {
@@ -137,6 +143,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 256,
+            object_ids: Vec::new(),
+            graph_propagation: 0,
         }
     }
 }
