@@ -450,6 +450,13 @@ impl ProfileUpdate {
     }
 }
 
+/// A field to set: its name, where its value is now (if it is there), the new value.
+type FieldEdit<'a> = (
+    &'static str,
+    Option<&'a Spanned<String>>,
+    Option<&'a String>,
+);
+
 /// A TOML basic string holding `value`.
 fn toml_string(value: &str) -> String {
     let mut out = String::from("\"");
@@ -503,7 +510,7 @@ pub fn rewrite_profile(path: &Path, name: &str, update: &ProfileUpdate) -> Resul
             .display()
             .to_string()
     });
-    let fields: [(&str, Option<&Spanned<String>>, Option<&String>); 3] = [
+    let fields: [FieldEdit<'_>; 3] = [
         ("key", raw.key.as_ref(), update.key.as_ref()),
         ("cert", raw.cert.as_ref(), cert_text.as_ref()),
         ("key_id", raw.key_id.as_ref(), update.key_id.as_ref()),

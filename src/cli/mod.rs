@@ -16,6 +16,7 @@ mod key;
 mod localtime;
 mod log;
 mod prompt;
+mod rotate;
 mod token;
 
 pub use flags::{env, AppArgs, EndpointArgs};
@@ -328,6 +329,13 @@ pub fn generate_key(
 pub struct KeyError {
     error: signer::Error,
     hint: Option<String>,
+}
+
+impl KeyError {
+    /// The signer error underneath the hint.
+    pub fn inner(&self) -> &signer::Error {
+        &self.error
+    }
 }
 
 impl From<signer::Error> for KeyError {
