@@ -52,7 +52,7 @@ pub struct EmulatorArgs {
     token_lifetime: i64,
     /// Give an app this application object id (Graph's /applications/{id}); default: one
     /// derived from the client id
-    #[arg(long, value_name = "CLIENT_ID=OBJECT_ID")]
+    #[arg(long, value_name = "CLIENT_ID=OID")]
     object_id: Vec<String>,
     /// Refuse each certificate added through Graph for its first N token requests
     /// (AADSTS700027), as Entra does while a new credential propagates
@@ -89,7 +89,7 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
             .split_once('=')
             .filter(|(c, _)| apps.iter().any(|a| a.client_id.eq_ignore_ascii_case(c)))
             .ok_or_else(|| {
-                format!("--object-id {pair}: expected CLIENT_ID=OBJECT_ID for a client id given to --register")
+                format!("--object-id {pair}: expected CLIENT_ID=OID (the object id) for a client id given to --register")
             })?;
         if !certassert::graph::is_guid(object) {
             return Err(format!("--object-id {pair}: the object id must be a GUID").into());

@@ -174,6 +174,9 @@ impl GraphArgs {
             )
             .into());
         }
+        if self.app.tenant(profile).is_none() {
+            return Err("no tenant: pass --tenant (the Directory (tenant) ID), set AZURE_TENANT_ID, or name a profile that has tenant with --profile".into());
+        }
         let endpoint_args = EndpointArgs {
             authority_host: self.authority_host.clone(),
             token_url: None,
@@ -603,7 +606,14 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode> {
     let profile = profile.as_ref();
     let setup = args.graph.setup(profile)?;
     if !graph::is_guid(&args.key_id) {
-        return Err(format!("--key-id {}: not a GUID; give the keyId of the credential to remove (cert rotate prints the one it adds)", args.key_id).into());
+        let thumbprint =
+            args.key_id.len() == 40 && args.key_id.bytes().all(|b| b.is_ascii_hexdigit());
+        return Err(format!(
+            "--key-id {}: not a GUID{}; give the keyId of the credential to remove (cert rotate prints the one it adds)",
+            args.key_id,
+            if thumbprint { " (it looks like a certificate thumbprint)" } else { "" }
+        )
+        .into());
     }
     let alg = flags::alg(None, profile);
     let now = unix_now();
