@@ -314,10 +314,11 @@ fn open_or_generate(keyref: &KeyRef, bits: usize) -> Result<(Box<dyn Signer>, bo
         Ok(s) => Ok((s, false)),
         Err(e) if holds_no_key(e.inner()) => {
             let made = super::generate_key(keyref, bits, None)?;
-            eprintln!(
-                "generated NEW: a {bits}-bit RSA key in {}",
-                keyref.backend()
-            );
+            let place = match keyref {
+                KeyRef::Pkcs11(_) => "its PKCS#11 token",
+                _ => "the TPM",
+            };
+            eprintln!("generated NEW: a {bits}-bit RSA key in {place}");
             Ok((made, true))
         }
         Err(e) => Err(e.into()),

@@ -8,4 +8,5 @@ mod common;
 
 mod cli;
 mod emulator;
+mod hardware;
 mod proof;
