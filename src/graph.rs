@@ -382,6 +382,11 @@ impl<'a> Graph<'a> {
             })?)
     }
 
+    /// What an error may never show: the access token, and the proof sent.
+    fn secrets<'s>(&'s self, proof: &'s str) -> [&'s str; 2] {
+        [self.token.expose(), proof]
+    }
+
     /// `POST …/addKey` with [`add_key_body`]: register `cert` on the application. Returns
     /// the credential Graph made (its `keyId`).
     ///
@@ -397,8 +402,10 @@ impl<'a> Graph<'a> {
     ) -> Result<KeyCredential, Error> {
         let url = self.url(object_id, "/addKey")?;
         let answer = self.send(&url, Some(add_key_body(cert, proof)))?;
-        let json = refusal_or_json("POST", &url, &answer)?;
-        KeyCredential::from_json(&json).ok_or_else(|| bad("POST", &url, &answer, "no keyId"))
+        let secrets = self.secrets(proof);
+        let json = refusal_or_json("POST", &url, &answer, &secrets)?;
+        KeyCredential::from_json(&json)
+            .ok_or_else(|| bad("POST", &url, &answer, "no keyId", &secrets))
     }
 
     /// `POST …/removeKey` with [`remove_key_body`]: remove the credential `key_id`.
@@ -414,7 +421,7 @@ impl<'a> Graph<'a> {
         if (200..300).contains(&answer.status) {
             return Ok(());
         }
-        refusal_or_json("POST", &url, &answer).map(|_| ())
+        refusal_or_json("POST", &url, &answer, &self.secrets(proof)).map(|_| ())
     }
 
     /// `GET …?$select=keyCredentials`: the application's certificate credentials. An app
@@ -427,37 +434,83 @@ impl<'a> Graph<'a> {
     pub fn key_credentials(&self, object_id: &str) -> Result<Vec<KeyCredential>, Error> {
         let url = self.url(object_id, "?$select=keyCredentials")?;
         let answer = self.send(&url, None)?;
-        let json = refusal_or_json("GET", &url, &answer)?;
+        let secrets = self.secrets("");
+        let json = refusal_or_json("GET", &url, &answer, &secrets)?;
         let list = json
             .get("keyCredentials")
             .and_then(Value::as_array)
-            .ok_or_else(|| bad("GET", &url, &answer, "no keyCredentials array"))?;
+            .ok_or_else(|| bad("GET", &url, &answer, "no keyCredentials array", &secrets))?;
         Ok(list.iter().filter_map(KeyCredential::from_json).collect())
     }
 }
 
-fn bad(method: &'static str, url: &str, answer: &entra::Answer, detail: &'static str) -> Error {
+/// `text` with every non-empty secret of `secrets` replaced by `[redacted]`.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "[redacted]"))
+}
+
+fn bad(
+    method: &'static str,
+    url: &str,
+    answer: &entra::Answer,
+    detail: &'static str,
+    secrets: &[&str],
+) -> Error {
+    // A proof echoed back under its own name is redacted as a token would be.
+    let body = match serde_json::from_slice::<Value>(&answer.body) {
+        Ok(mut v) => {
+            redact_proof(&mut v);
+            entra::error::shown_body(v.to_string().as_bytes(), answer.content_type.as_deref())
+        }
+        Err(_) => entra::error::shown_body(&answer.body, answer.content_type.as_deref()),
+    };
     Error::BadAnswer {
         method,
         url: url.to_string(),
         status: answer.status,
         detail,
-        body: entra::error::shown_body(&answer.body, answer.content_type.as_deref()),
+        body: scrub(&body, secrets),
     }
 }
 
-/// A 2xx answer's JSON, or Graph's refusal.
+fn redact_proof(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == "proof" {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact_proof(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_proof),
+        _ => {}
+    }
+}
+
+/// A 2xx answer's JSON, or Graph's refusal; never a token or the proof: each of
+/// `secrets` that Graph echoes is redacted.
 fn refusal_or_json(
     method: &'static str,
     url: &str,
     answer: &entra::Answer,
+    secrets: &[&str],
 ) -> Result<Value, Error> {
     if !(200..300).contains(&answer.status) {
-        return Err(GraphError::parse(answer.status, &answer.body)
-            .map(|e| Error::Graph(Box::new(e)))
-            .unwrap_or_else(|| bad(method, url, answer, "no Graph error JSON")));
+        return Err(match GraphError::parse(answer.status, &answer.body) {
+            Some(mut e) => {
+                e.code = scrub(&e.code, secrets);
+                e.message = scrub(&e.message, secrets);
+                Error::Graph(Box::new(e))
+            }
+            None => bad(method, url, answer, "no Graph error JSON", secrets),
+        });
     }
-    serde_json::from_slice(&answer.body).map_err(|_| bad(method, url, answer, "not JSON"))
+    serde_json::from_slice(&answer.body).map_err(|_| bad(method, url, answer, "not JSON", secrets))
 }
 
 #[cfg(test)]
@@ -542,8 +595,31 @@ mod tests {
             "http://127.0.0.1:1/v1.0/applications/x/addKey",
             &answer,
             "no keyId",
+            &[],
         );
         assert!(!e.to_string().contains("SECRET"), "{e}");
+        let proof = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.PROOFSIG";
+        let token = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJ4In0.TOKENSIG";
+        for body in [
+            format!(r#"{{"error":{{"code":"X","message":"bad proof {proof} with {token}"}}}}"#),
+            format!(r#"{{"echo":{{"proof":"{proof}"}}}}"#),
+            format!(r#"{{"note":"sent {proof}"}}"#),
+            format!("plain {proof}"),
+        ] {
+            let answer = entra::Answer {
+                status: 400,
+                body: body.into_bytes(),
+                content_type: Some("application/json".into()),
+                attempts: 1,
+            };
+            let e = refusal_or_json("POST", "http://127.0.0.1:1/x", &answer, &[token, proof])
+                .unwrap_err();
+            let text = format!("{e} {e:?}");
+            assert!(
+                !text.contains("PROOFSIG") && !text.contains("TOKENSIG"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
