@@ -452,3 +452,86 @@ fn an_expired_current_says_to_upload_new_by_hand_and_sends_nothing() {
     );
     assert!(emu.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn no_token_or_proof_on_stderr_even_at_the_most_verbose() {
+    let dir = tempdir();
+    let current = AppFiles::new(dir.path(), "current", CLIENT_ID);
+    let emu = emulator(&[&current], &[], 0);
+    let object_id = emu.apps()[0].object_id.clone();
+    let config = write_profile(
+        dir.path(),
+        &emu,
+        &current.key.display().to_string(),
+        &current.cert,
+    );
+    let (stdout, stderr) = ok(certassert(dir.path())
+        .args(["-vvv", "cert", "rotate", "--config"])
+        .arg(&config)
+        .args(["--profile", "prod", "--new-key"])
+        .arg(dir.path().join("new.key.pem"))
+        .arg("--out")
+        .arg(dir.path().join("new.cert.pem"))
+        .args(["--object-id", &object_id]));
+    assert!(
+        stderr.contains("POST request"),
+        "-vvv shows the Graph request:\n{stderr}"
+    );
+    // Every JWT (assertion, access token, proof) starts with eyJ; none is shown.
+    assert!(
+        !stderr.contains("eyJ") && !stdout.contains("eyJ"),
+        "{stderr}"
+    );
+    // Graph refuses a removeKey (no such keyId): its error, and still no token or proof.
+    let out = run(certassert(dir.path())
+        .args(["-vvv", "cert", "retire", "--config"])
+        .arg(&config)
+        .args([
+            "--profile",
+            "prod",
+            "--key-id",
+            "00000000-0000-0000-0000-00000000000f",
+        ])
+        .args(["--object-id", &object_id]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Microsoft Graph refused: Request_ResourceNotFound")
+            && stderr.contains("[HTTP 404"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("eyJ"), "{stderr}");
+}
+
+#[test]
+fn the_emulator_command_prints_each_apps_object_id_and_key_ids() {
+    use std::io::BufRead as _;
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT_ID);
+    let object_id = "6a1c1bd4-1d5c-4a8e-9d1e-0c3f1b2a4e77";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certassert"))
+        .args(["emulator", "--listen", "127.0.0.1:0", "--register"])
+        .arg(format!("{CLIENT_ID}={}", app.cert.display()))
+        .args(["--object-id", &format!("{CLIENT_ID}={object_id}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .take(4)
+        .map(Result::unwrap)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines[0].starts_with("http://127.0.0.1:"), "{lines:?}");
+    assert_eq!(lines[2], format!("app {CLIENT_ID}: object id {object_id}"));
+    let thumbprint = openssl_fingerprint(&app.cert, "sha1").0;
+    let key = lines[3]
+        .trim_start()
+        .strip_prefix("keyId ")
+        .expect("a keyId line");
+    let (key_id, rest) = key.split_once("  thumbprint ").unwrap();
+    assert!(certassert::graph::is_guid(key_id), "{key_id}");
+    assert_eq!(rest, thumbprint);
+}

@@ -143,9 +143,20 @@ fn softhsm_a_new_key_on_the_same_token() {
     )
     .unwrap();
     assert!(objects.contains("app-next"), "{objects}");
-    let private = objects
-        .split("Private Key Object")
-        .find(|o| o.contains("app-next"))
+    // pkcs11-tool prints each object as a header line and indented attribute lines.
+    let mut blocks: Vec<String> = Vec::new();
+    for l in objects.lines() {
+        match blocks.last_mut() {
+            Some(b) if l.starts_with(' ') => {
+                b.push('\n');
+                b.push_str(l);
+            }
+            _ => blocks.push(l.to_string()),
+        }
+    }
+    let private = blocks
+        .iter()
+        .find(|b| b.starts_with("Private Key Object") && b.contains("label:      app-next"))
         .expect("NEW's private key object");
     assert!(private.contains("never extractable"), "{private}");
 }
