@@ -447,6 +447,15 @@ pub fn rotate(args: &RotateArgs) -> Result<ExitCode> {
     }
     let (new, _generated) = open_or_generate(&new_keyref, args.bits)?;
     if certassert::public_key::same_rsa_key(new.public_key_der(), current.public_key_der()) {
+        if let Some(p) = profile.filter(|_| args.key.key.is_none()) {
+            // An earlier run finished: the profile already names NEW.
+            eprintln!(
+                "nothing to do: profile \"{}\" already uses NEW ({}); the rotation is done",
+                p.name,
+                old.thumbprint_hex()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         return Err("--new-key names the same key as CURRENT: rotation needs a new key".into());
     }
     let (new_cert, new_cert_path) = new_certificate(args, &new_keyref, new.as_ref(), old, now)?;

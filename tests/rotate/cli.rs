@@ -345,6 +345,12 @@ fn a_rerun_after_a_failure_between_addkey_and_the_proof_of_new_is_safe() {
     assert_eq!(std::fs::read(&new_cert).unwrap(), pem);
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains(&format!("key_id = \"{key_id}\"")), "{text}");
+    // A third run: the profile already names NEW, so there is nothing to do.
+    let (stdout, stderr) = ok(&mut rotate());
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("already uses NEW"), "{stderr}");
+    assert_eq!(addkey_requests(&emu), 1);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
 }
 
 #[test]
