@@ -255,6 +255,25 @@ fn graph_error(
         }
         graph::Error::ObjectId(_) => format!("--object-id: {e}").into(),
         graph::Error::KeyId(_) => format!("--key-id: {e}").into(),
+        graph::Error::Http(certassert::entra::Error::Network {
+            url,
+            attempts,
+            detail,
+        }) => {
+            let from = if args.graph_url.is_some() {
+                "--graph-url".to_string()
+            } else {
+                format!(
+                    "derived from {}; set it with --graph-url",
+                    setup.endpoint_args.authority_host_source(profile)
+                )
+            };
+            format!(
+                "cannot reach Microsoft Graph at {} ({from}): POST {url} failed after {attempts} attempt(s): {detail}; run the same command again when Graph is reachable (it does not add NEW twice)",
+                setup.graph_url
+            )
+            .into()
+        }
         graph::Error::Http(inner) => flags::entra(inner, &args.app, &setup.endpoint_args, profile),
         other => other.into(),
     }

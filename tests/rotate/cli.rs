@@ -541,3 +541,48 @@ fn the_emulator_command_prints_each_apps_object_id_and_key_ids() {
     assert!(certassert::graph::is_guid(key_id), "{key_id}");
     assert_eq!(rest, thumbprint);
 }
+
+#[test]
+fn no_graph_reachable_names_the_graph_url() {
+    let dir = tempdir();
+    let current = AppFiles::new(dir.path(), "current", CLIENT_ID);
+    let emu = emulator(&[&current], &[], 0);
+    let object_id = emu.apps()[0].object_id.clone();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let stderr = fails(
+        certassert(dir.path())
+            .args(["cert", "rotate", "--key"])
+            .arg(&current.key)
+            .arg("--cert")
+            .arg(&current.cert)
+            .arg("--new-key")
+            .arg(dir.path().join("new.key.pem"))
+            .arg("--out")
+            .arg(dir.path().join("new.cert.pem"))
+            .args([
+                "--object-id",
+                &object_id,
+                "--tenant",
+                "contoso",
+                "--client-id",
+                CLIENT_ID,
+            ])
+            .args([
+                "--authority-host",
+                emu.url(),
+                "--graph-url",
+                "http://127.0.0.1:9",
+            ]),
+    );
+    assert!(
+        stderr
+            .starts_with("error: cannot reach Microsoft Graph at http://127.0.0.1:9 (--graph-url)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed after 3 attempt(s)"), "{stderr}");
+    assert!(
+        stderr.contains("run the same command again when Graph is reachable"),
+        "{stderr}"
+    );
+    assert_eq!(emu.apps()[0].keys.len(), 1);
+}
