@@ -575,8 +575,9 @@ fn no_graph_reachable_names_the_graph_url() {
             ]),
     );
     assert!(
-        stderr
-            .starts_with("error: cannot reach Microsoft Graph at http://127.0.0.1:9 (--graph-url)"),
+        stderr.contains(
+            "\nerror: cannot reach Microsoft Graph at http://127.0.0.1:9 (--graph-url): POST http://127.0.0.1:9/v1.0/applications/"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("failed after 3 attempt(s)"), "{stderr}");
