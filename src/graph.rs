@@ -138,7 +138,7 @@ impl GraphError {
             (_, "Authentication_MissingOrMalformed") => "Graph refused the proof of possession: it must be signed by a certificate registered on this app and still valid, name it by x5t, carry aud 00000003-0000-0000-c000-000000000000 and iss = the application's Object ID (not its client id), and live at most 10 minutes; check this machine's clock",
             (_, "InvalidAuthenticationToken") => "Graph refused the access token: get it for Graph's /.default scope from the same cloud (the authority host decides which Graph)",
             (_, "Authorization_RequestDenied") | (403, _) => "an application may add and remove only its own credentials: the object id must be the Object ID of the app the client id names",
-            (_, "Request_ResourceNotFound") | (404, _) => "no application has this object id in this tenant: copy the Object ID from the app registration's Overview page (it is not the client id)",
+            (_, "Request_ResourceNotFound") | (404, _) => "nothing in this tenant has this object id, or the app has no credential with this keyId: the object id is the app registration's Object ID (Overview page), not its client id",
             (_, "KeyCredentialNotFound") => "no credential with this keyId is registered on the app; cert rotate prints the keyId it adds",
             _ => return None,
         })

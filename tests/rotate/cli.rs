@@ -587,3 +587,42 @@ fn no_graph_reachable_names_the_graph_url() {
     );
     assert_eq!(emu.apps()[0].keys.len(), 1);
 }
+
+#[test]
+fn graph_refusals_are_shown_with_their_code_and_hint() {
+    let dir = tempdir();
+    let current = AppFiles::new(dir.path(), "current", CLIENT_ID);
+    let emu = emulator(&[&current], &[], 0);
+    // Someone's object id that is no application here (the client id's shape, another value).
+    let stderr = fails(
+        certassert(dir.path())
+            .args(["cert", "rotate", "--key"])
+            .arg(&current.key)
+            .arg("--cert")
+            .arg(&current.cert)
+            .arg("--new-key")
+            .arg(dir.path().join("new.key.pem"))
+            .arg("--out")
+            .arg(dir.path().join("new.cert.pem"))
+            .args(["--object-id", "00000000-0000-0000-0000-000000000001"])
+            .args([
+                "--tenant",
+                "contoso",
+                "--client-id",
+                CLIENT_ID,
+                "--authority-host",
+                emu.url(),
+            ]),
+    );
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(
+        error.starts_with("error: Microsoft Graph refused: Request_ResourceNotFound: Resource '00000000-0000-0000-0000-000000000001' does not exist")
+            && error.contains("[HTTP 404, request id "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\nhint: nothing in this tenant has this object id"),
+        "{stderr}"
+    );
+    assert_eq!(emu.apps()[0].keys.len(), 1);
+}
