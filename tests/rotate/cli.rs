@@ -626,3 +626,42 @@ fn graph_refusals_are_shown_with_their_code_and_hint() {
     );
     assert_eq!(emu.apps()[0].keys.len(), 1);
 }
+
+#[test]
+fn rotate_waits_while_the_new_credential_propagates() {
+    let dir = tempdir();
+    let current = AppFiles::new(dir.path(), "current", CLIENT_ID);
+    // NEW's first token request after addKey is refused; the second, 2 s later, works.
+    let emu = emulator(&[&current], &[], 1);
+    let object_id = emu.apps()[0].object_id.clone();
+    let (stdout, stderr) = ok(certassert(dir.path())
+        .args(["-v", "cert", "rotate", "--key"])
+        .arg(&current.key)
+        .arg("--cert")
+        .arg(&current.cert)
+        .arg("--new-key")
+        .arg(dir.path().join("new.key.pem"))
+        .arg("--out")
+        .arg(dir.path().join("new.cert.pem"))
+        .args(["--object-id", &object_id, "--propagation-wait", "30"])
+        .args([
+            "--tenant",
+            "contoso",
+            "--client-id",
+            CLIENT_ID,
+            "--authority-host",
+            emu.url(),
+        ]));
+    assert_eq!(line(&stdout)["added"], true);
+    assert!(
+        stderr.contains("refused (AADSTS700027) while it propagates; asking again in 2 s"),
+        "{stderr}"
+    );
+    let refusals = emu
+        .requests()
+        .iter()
+        .filter(|r| r.error_code == Some(700027))
+        .count();
+    // The check before addKey (NEW not yet registered) and the one while it propagated.
+    assert_eq!(refusals, 2);
+}
