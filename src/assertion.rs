@@ -148,10 +148,22 @@ pub fn build(
         iat: now,
         exp: now + params.lifetime as i64,
     };
-    let header_json = serde_json::to_vec(&header).expect("header serializes");
-    let claims_json = serde_json::to_vec(&claims).expect("claims serialize");
+    sign_jwt(signer, params.alg, &header, &claims)
+}
+
+/// The one compact-JWS encoder: `header` and `claims` as JSON, base64url, signed by
+/// `signer` with `alg`. The client assertion ([`build`]) and Graph's proof of possession
+/// ([`crate::graph::proof`]) both come from here.
+pub(crate) fn sign_jwt(
+    signer: &dyn Signer,
+    alg: Algorithm,
+    header: &impl Serialize,
+    claims: &impl Serialize,
+) -> Result<String, Error> {
+    let header_json = serde_json::to_vec(header).expect("header serializes");
+    let claims_json = serde_json::to_vec(claims).expect("claims serialize");
     let signing_input = format!("{}.{}", b64url(&header_json), b64url(&claims_json));
-    let signature = signer.sign(params.alg, signing_input.as_bytes())?;
+    let signature = signer.sign(alg, signing_input.as_bytes())?;
     Ok(format!("{signing_input}.{}", b64url(&signature)))
 }
 

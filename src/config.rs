@@ -13,6 +13,7 @@
 //! alg = "PS256"
 //! x5c = true
 //! ca_file = "/etc/ssl/corp-ca.pem"
+//! key_id = "0c5f7b8e-2d3a-4b1c-9e8f-7a6b5c4d3e2f"   # written by cert rotate
 //! ```
 //!
 //! The model is deliberately flat: a [`Config`] is the file's path and its profiles; a
@@ -22,7 +23,11 @@
 //! `…-source=file:` secret, `module-path=`). Each field remembers where it was written
 //! ([`Profile::location`]) so a caller can name the line a value came from. A tool that
 //! rewrites a profile (rotating its key and certificate) edits the file itself, keeping
-//! its comments, and loads it again.
+//! its comments, and loads it again: [`rewrite_profile`] replaces one profile's `key`,
+//! `cert` and `key_id` (the Graph keyId of the credential `key` is, which `cert rotate`
+//! records so that `cert retire` can tell which credential is the profile's own) in
+//! place, checks that the new text reads back as intended, and renames it over the old
+//! file atomically (same directory, same mode), so a reader never sees half a file.
 //!
 //! Which file: the one named explicitly, else `$XDG_CONFIG_HOME/certassert/config.toml`
 //! (`~/.config/…` when that variable is unset), else `/etc/certassert/config.toml`
@@ -124,6 +129,18 @@ pub enum Error {
         /// What is wrong and what is expected.
         detail: String,
     },
+    /// A profile could not be rewritten: the new text would not read back as intended
+    /// (an inline table, a relative path that would mean another file from the config
+    /// file's directory), or the file could not be replaced.
+    #[error("cannot rewrite profile \"{profile}\" in {path}: {detail}", path = .path.display())]
+    Rewrite {
+        /// The config file.
+        path: PathBuf,
+        /// The profile.
+        profile: String,
+        /// What went wrong, and what to write by hand.
+        detail: String,
+    },
     /// The profile asked for is not in the file; `known` lists the ones that are.
     #[error("no profile \"{name}\" in {path}: {}", known_profiles(.known), path = .path.display())]
     NoProfile {
@@ -182,6 +199,9 @@ pub struct Profile {
     pub x5c: Option<bool>,
     /// `ca_file`: extra CA certificates (PEM) to trust.
     pub ca_file: Option<PathBuf>,
+    /// `key_id`: the Graph `keyId` of the credential `key` is (a GUID), as `cert rotate`
+    /// recorded it.
+    pub key_id: Option<String>,
     /// Where each field was written, by its name in the file.
     locations: BTreeMap<&'static str, Location>,
     /// The config file the profile is in.
@@ -190,7 +210,7 @@ pub struct Profile {
 
 impl Profile {
     /// Where `field` (`key`, `cert`, `tenant`, `client_id`, `authority_host`, `alg`,
-    /// `x5c`, `ca_file`) was written, if the profile has it.
+    /// `x5c`, `ca_file`, `key_id`) was written, if the profile has it.
     pub fn location(&self, field: &str) -> Option<&Location> {
         self.locations.get(field)
     }
@@ -227,6 +247,7 @@ struct RawProfile {
     alg: Option<Spanned<String>>,
     x5c: Option<Spanned<bool>>,
     ca_file: Option<Spanned<String>>,
+    key_id: Option<Spanned<String>>,
 }
 
 /// Where a config file is looked for when none is named, in order:
@@ -378,6 +399,17 @@ fn check(
         None => None,
     };
     let ca_file = string("ca_file", raw.ca_file)?.map(|(p, _)| base.join(p));
+    let key_id = match string("key_id", raw.key_id)? {
+        Some((id, location)) if !crate::graph::is_guid(&id) => {
+            return Err(Error::Value {
+                at: location,
+                profile: name.to_string(),
+                field: "key_id",
+                detail: "is not a GUID (the keyId Graph gave the credential)".into(),
+            })
+        }
+        other => other.map(|(v, _)| v),
+    };
     let x5c = raw.x5c.map(|v| {
         at("x5c", v.span());
         v.into_inner()
@@ -392,9 +424,214 @@ fn check(
         alg,
         x5c,
         ca_file,
+        key_id,
         locations,
         file: path.to_path_buf(),
     })
+}
+
+/// What [`rewrite_profile`] sets in a profile; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ProfileUpdate {
+    /// The new `key`, as a key reference's text; relative paths in it are taken from the
+    /// current directory (and must mean the same file from the config file's).
+    pub key: Option<String>,
+    /// The new `cert` (written as an absolute path).
+    pub cert: Option<PathBuf>,
+    /// The new `key_id` (a GUID).
+    pub key_id: Option<String>,
+}
+
+impl ProfileUpdate {
+    /// An update of `key`, `cert` and `key_id`, each optional.
+    pub fn new(key: Option<String>, cert: Option<PathBuf>, key_id: Option<String>) -> Self {
+        Self { key, cert, key_id }
+    }
+}
+
+/// A field to set: its name, where its value is now (if it is there), the new value.
+type FieldEdit<'a> = (
+    &'static str,
+    Option<&'a Spanned<String>>,
+    Option<&'a String>,
+);
+
+/// A TOML basic string holding `value`.
+fn toml_string(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Rewrite profile `name` of the config file at `path` with `update`, keeping the rest
+/// of the file (comments, other profiles, order) as it is: a field that is there gets
+/// its value replaced, a missing one a new line after the profile's last field. The new
+/// text is parsed again and must give the profile exactly the new values before it
+/// replaces the file — written beside it with the same mode, synced, then renamed over
+/// it, so a process reading the file (a `serve` reloading it) sees the old or the new
+/// file, never a part. Returns the file as loaded from the new text.
+///
+/// # Errors
+/// [`Error::Read`], [`Error::Syntax`] and the rest as [`Config::load`] for the file as
+/// it is; [`Error::NoProfile`]; [`Error::Rewrite`] when the new text would not say what
+/// was asked (then nothing is written) or the file cannot be replaced.
+pub fn rewrite_profile(path: &Path, name: &str, update: &ProfileUpdate) -> Result<Config, Error> {
+    let text =
+        crate::input::read_text_file(path, crate::input::Limit::CONFIG).map_err(|source| {
+            Error::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+    let old = Config::parse(&text, path)?;
+    old.profile(name)?;
+    let fail = |detail: String| Error::Rewrite {
+        path: old.path.clone(),
+        profile: name.to_string(),
+        detail,
+    };
+    let raw: RawFile = toml::from_str(&text).map_err(|e| Error::Syntax {
+        at: Location::at(&old.path, &text, e.span().map_or(0, |s| s.start)),
+        message: e.message().trim_end().to_string(),
+    })?;
+    let raw = raw.profile.get(name).expect("the profile parsed above");
+    let cert_text = update.cert.as_ref().map(|c| {
+        std::path::absolute(c)
+            .unwrap_or_else(|_| c.clone())
+            .display()
+            .to_string()
+    });
+    let fields: [FieldEdit<'_>; 3] = [
+        ("key", raw.key.as_ref(), update.key.as_ref()),
+        ("cert", raw.cert.as_ref(), cert_text.as_ref()),
+        ("key_id", raw.key_id.as_ref(), update.key_id.as_ref()),
+    ];
+    // Where a new line goes: after the line holding the end of the profile's last value.
+    let spans = [
+        raw.key.as_ref().map(|v| v.span()),
+        raw.cert.as_ref().map(|v| v.span()),
+        raw.tenant.as_ref().map(|v| v.span()),
+        raw.client_id.as_ref().map(|v| v.span()),
+        raw.authority_host.as_ref().map(|v| v.span()),
+        raw.alg.as_ref().map(|v| v.span()),
+        raw.x5c.as_ref().map(|v| v.span()),
+        raw.ca_file.as_ref().map(|v| v.span()),
+        raw.key_id.as_ref().map(|v| v.span()),
+    ];
+    let last_end = spans.iter().flatten().map(|s| s.end).max();
+    let insert_at = match last_end {
+        Some(end) => text[end..].find('\n').map_or(text.len(), |i| end + i + 1),
+        None => {
+            return Err(fail(
+                "the profile has no field to put the new ones beside; add key = \"…\" under its table first".into(),
+            ))
+        }
+    };
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut added = String::new();
+    for (field, span, value) in fields {
+        let Some(value) = value else { continue };
+        match span {
+            Some(s) => edits.push((s.span(), toml_string(value))),
+            None => added.push_str(&format!("{field} = {}\n", toml_string(value))),
+        }
+    }
+    if !added.is_empty() {
+        let prefix = if insert_at == text.len() && !text.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        edits.push((insert_at..insert_at, format!("{prefix}{added}")));
+    }
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut new_text = text.clone();
+    for (range, replacement) in edits {
+        new_text.replace_range(range, &replacement);
+    }
+    // The new text must say exactly what was asked, and nothing else may change.
+    let by_hand = || {
+        let mut lines = Vec::new();
+        for (field, _, value) in fields {
+            if let Some(v) = value {
+                lines.push(format!("{field} = {}", toml_string(v)));
+            }
+        }
+        lines.join(", ")
+    };
+    let new = Config::parse(&new_text, path).map_err(|e| {
+        fail(format!(
+            "the edited file would not load ({e}); write by hand: {}",
+            by_hand()
+        ))
+    })?;
+    let mut expected = old.profile(name)?.clone();
+    if let Some(key) = &update.key {
+        let keyref: KeyRef = key
+            .parse()
+            .map_err(|e| fail(format!("the new key reference does not parse: {e}")))?;
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        expected.key = Some(rebase_key(keyref, &cwd));
+    }
+    if let Some(c) = &cert_text {
+        expected.cert = Some(PathBuf::from(c));
+    }
+    if let Some(k) = &update.key_id {
+        expected.key_id = Some(k.clone());
+    }
+    let got = new.profile(name)?;
+    let same = got.key == expected.key
+        && got.cert == expected.cert
+        && got.key_id == expected.key_id
+        && got.tenant == expected.tenant
+        && got.client_id == expected.client_id
+        && new.profiles.len() == old.profiles.len();
+    if !same {
+        return Err(fail(format!(
+            "the edited file would not say what was asked (an inline table, or a relative path that means another file from the config file's directory); write by hand: {}",
+            by_hand()
+        )));
+    }
+    replace_file(&new.path, new_text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    Ok(new)
+}
+
+/// Replace `path` with `data` atomically: a new file beside it with the same mode,
+/// synced, renamed over it; then the directory synced.
+fn replace_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.new", crate::encoding::uuid_v4()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Make every relative path in a key reference relative to `base`: the key file, a TPM
@@ -554,5 +791,115 @@ mod tests {
         let l = Location::at(Path::new("f"), "ab\ncé d", 7);
         assert_eq!((l.line, l.column), (2, 4));
         assert_eq!(Location::at(Path::new("f"), "", 5).to_string(), "f:1:1");
+    }
+
+    #[test]
+    fn a_profile_is_rewritten_in_place_keeping_the_rest() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = "# my profiles\n[profile.prod]\nkey = \"old.key.pem\"   # the old key\ntenant = \"t\"\n\n[profile.other]\nkey = \"other.pem\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let new_key = dir.path().join("new \"key\".pem");
+        let update = ProfileUpdate::new(
+            Some(new_key.display().to_string()),
+            Some(dir.path().join("new.cert.pem")),
+            Some("0c5f7b8e-2d3a-4b1c-9e8f-7a6b5c4d3e2f".into()),
+        );
+        let config = rewrite_profile(&path, "prod", &update).unwrap();
+        let p = config.profile("prod").unwrap();
+        assert_eq!(
+            p.key,
+            Some(KeyRef::File {
+                path: new_key.clone(),
+                password: None
+            })
+        );
+        assert_eq!(
+            p.cert.as_deref(),
+            Some(dir.path().join("new.cert.pem").as_path())
+        );
+        assert_eq!(
+            p.key_id.as_deref(),
+            Some("0c5f7b8e-2d3a-4b1c-9e8f-7a6b5c4d3e2f")
+        );
+        assert_eq!(p.tenant.as_deref(), Some("t"));
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            written.starts_with("# my profiles\n[profile.prod]\nkey = \""),
+            "{written}"
+        );
+        assert!(
+            written.contains("   # the old key\ntenant = \"t\"\ncert = "),
+            "{written}"
+        );
+        assert!(
+            written.ends_with("[profile.other]\nkey = \"other.pem\"\n"),
+            "{written}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        // Again, now replacing every field in place.
+        let update = ProfileUpdate::new(
+            None,
+            None,
+            Some("1c5f7b8e-2d3a-4b1c-9e8f-7a6b5c4d3e2f".into()),
+        );
+        let config = rewrite_profile(&path, "prod", &update).unwrap();
+        assert_eq!(
+            config.profile("prod").unwrap().key_id.as_deref(),
+            Some("1c5f7b8e-2d3a-4b1c-9e8f-7a6b5c4d3e2f")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .matches("key_id")
+                .count(),
+            1
+        );
+
+        // A relative key path would mean another file from the config's directory: refused,
+        // and the file is left as it was.
+        let before = std::fs::read_to_string(&path).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_ne!(cwd, dir.path());
+        let e = rewrite_profile(
+            &path,
+            "prod",
+            &ProfileUpdate::new(Some("relative.pem".into()), None, None),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Rewrite { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("write by hand: key = \"relative.pem\""),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+        // An inline table cannot take a new line: refused.
+        std::fs::write(&path, "[profile]\nprod = { key = \"a.pem\" }\n").unwrap();
+        let e = rewrite_profile(
+            &path,
+            "prod",
+            &ProfileUpdate::new(None, Some("/x.pem".into()), None),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Rewrite { .. }), "{e}");
+        assert!(matches!(
+            rewrite_profile(&path, "nope", &update),
+            Err(Error::NoProfile { .. })
+        ));
+    }
+
+    #[test]
+    fn key_id_is_a_guid() {
+        let e = parse("[profile.p]\nkey_id = \"my-key\"\n").unwrap_err();
+        assert!(e.to_string().contains("key_id: is not a GUID"), "{e}");
     }
 }

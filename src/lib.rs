@@ -8,6 +8,8 @@
 //!   The `emulator` module (feature `emulator`) is a local Entra token endpoint as strict
 //!   as the real one. The `serve` module (feature `serve`) is a local managed-identity
 //!   endpoint that hands the credential's tokens to unmodified Azure SDK apps.
+//! - [`graph`] is Microsoft Graph's key-rolling subset (`addKey`/`removeKey` with a
+//!   proof of possession), for an app that renews its own certificate.
 //! - [`assertion`] builds client assertion JWTs and [`inspect`] lints any JWT against
 //!   Entra's rules; both share [`rules`] (Entra's assertion rules, one table) and [`jws`]
 //!   (the one strict compact-JWS decoder).
@@ -42,6 +44,7 @@ pub mod config;
 pub mod emulator;
 pub mod encoding;
 pub mod entra;
+pub mod graph;
 pub mod input;
 pub mod inspect;
 pub mod jws;

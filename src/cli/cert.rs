@@ -35,6 +35,10 @@ pub enum CertCommand {
         after_help = "Examples:\n  certassert cert manifest --cert app.cert.pem --display-name \"my-app 2026\"\n  certassert cert manifest --cert app.cert.pem --graph     # for Microsoft Graph's keyCredentials"
     )]
     Manifest(ManifestArgs),
+    /// Register a new key's certificate on the app through Microsoft Graph, signed off by the current one
+    Rotate(Box<super::rotate::RotateArgs>),
+    /// Remove a certificate credential from the app through Microsoft Graph
+    Retire(Box<super::rotate::RetireArgs>),
 }
 
 /// What `cert create` and `cert csr` share: the key that signs, the subject, the output.
@@ -146,6 +150,8 @@ pub fn run(cmd: CertCommand) -> Result<ExitCode> {
         CertCommand::Csr(args) => csr(&args),
         CertCommand::Show(args) => show(&args),
         CertCommand::Manifest(args) => manifest(&args),
+        CertCommand::Rotate(args) => super::rotate::rotate(&args),
+        CertCommand::Retire(args) => super::rotate::retire(&args),
     }
 }
 

@@ -12,9 +12,12 @@ use std::process::ExitCode;
 #[derive(Args)]
 #[command(after_help = "\
 The first line printed is the authority host to use (--authority-host URL); with --tls,
-clients trust the generated CA with --ca-file. Each request gets one line on stderr
-(grant, client, status, AADSTS code). GET /_emulator/requests lists the requests
-received (form bodies included: for tests only).
+clients trust the generated CA with --ca-file. Then each app's object id and its
+certificates' keyIds. Each request gets one line on stderr (grant, client, status, AADSTS
+code). It also serves Microsoft Graph's addKey/removeKey
+(/v1.0/applications/{object-id}/addKey) for cert rotate and cert retire: the Graph URL is
+the authority host. GET /_emulator/requests lists the requests received (form bodies
+included: for tests only).
 
 As an authority for MSAL and azure-identity (with --tls; point them at the CA with
 REQUESTS_CA_BUNDLE or SSL_CERT_FILE): {URL}/{tenant}/v2.0/.well-known/openid-configuration,
@@ -61,6 +64,14 @@ pub struct EmulatorArgs {
     /// Refuse a client assertion whose jti was already used (RFC 7523 §3; Entra accepts it)
     #[arg(long)]
     reject_jti_replay: bool,
+    /// Give an app this application object id (Graph's /applications/{id}); default: one
+    /// derived from the client id
+    #[arg(long, value_name = "CLIENT_ID=OID")]
+    object_id: Vec<String>,
+    /// Refuse each certificate added through Graph for its first N token requests
+    /// (AADSTS700027), as Entra does while a new credential propagates
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    graph_propagation: u32,
 }
 
 pub fn config(args: &EmulatorArgs) -> Result<Config> {
@@ -85,6 +96,19 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
                 certificates: vec![leaf],
             }),
         }
+    }
+    let mut object_ids = Vec::new();
+    for pair in &args.object_id {
+        let (client, object) = pair
+            .split_once('=')
+            .filter(|(c, _)| apps.iter().any(|a| a.client_id.eq_ignore_ascii_case(c)))
+            .ok_or_else(|| {
+                format!("--object-id {pair}: expected CLIENT_ID=OID (the object id) for a client id given to --register")
+            })?;
+        if !certassert::graph::is_guid(object) {
+            return Err(format!("--object-id {pair}: the object id must be a GUID").into());
+        }
+        object_ids.push((client.to_string(), object.to_string()));
     }
     let codes = args
         .code
@@ -112,6 +136,8 @@ pub fn config(args: &EmulatorArgs) -> Result<Config> {
         token_lifetime: args.token_lifetime,
         reject_jti_replay: args.reject_jti_replay,
         observer: Some(Observer(std::sync::Arc::new(|r| eprintln!("{r}")))),
+        object_ids,
+        graph_propagation: args.graph_propagation,
         ..Config::default()
     })
 }
@@ -132,6 +158,15 @@ pub fn run(args: &EmulatorArgs) -> Result<ExitCode> {
         "token endpoints: {0}/{tenant}/oauth2/v2.0/token (scope), {0}/{tenant}/oauth2/token (resource)\n",
         running.url()
     ));
+    for app in running.apps() {
+        text.push_str(&format!(
+            "app {}: object id {}\n",
+            app.client_id, app.object_id
+        ));
+        for (key_id, thumbprint) in &app.keys {
+            text.push_str(&format!("  keyId {key_id}  thumbprint {thumbprint}\n"));
+        }
+    }
     print(&text)?;
     loop {
         std::thread::park();

@@ -16,6 +16,7 @@ mod key;
 mod localtime;
 mod log;
 mod prompt;
+mod rotate;
 #[cfg(feature = "serve")]
 mod serve;
 mod token;
@@ -333,6 +334,13 @@ pub fn generate_key(
 pub struct KeyError {
     error: signer::Error,
     hint: Option<String>,
+}
+
+impl KeyError {
+    /// The signer error underneath the hint.
+    pub fn inner(&self) -> &signer::Error {
+        &self.error
+    }
 }
 
 impl From<signer::Error> for KeyError {

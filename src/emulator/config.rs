@@ -128,6 +128,12 @@ pub struct Config {
     /// Called once per request answered, after the answer is decided (the CLI prints
     /// one console line from it).
     pub observer: Option<Observer>,
+    /// Application object ids, as (client id, object id); an app not listed gets one
+    /// derived from its client id. Graph's `/applications/{id}` takes the object id.
+    pub object_ids: Vec<(String, String)>,
+    /// Token requests to refuse (AADSTS700027) for each certificate added through Graph
+    /// before it works, as Entra refuses a new credential until it has propagated.
+    pub graph_propagation: u32,
 }
 
 /// A callback the emulator calls with each request it answered ([`Config::observer`]).
@@ -156,6 +162,8 @@ impl Default for Config {
             max_connections: 256,
             reject_jti_replay: false,
             observer: None,
+            object_ids: Vec::new(),
+            graph_propagation: 0,
         }
     }
 }

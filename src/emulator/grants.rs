@@ -80,15 +80,14 @@ pub(super) fn token(
         (Some(other), Some(_)) => return Err(Refusal::new(401, "invalid_client", 7000218, format!("The request body must contain the following parameter: 'client_assertion' or 'client_secret'. client_assertion_type '{other}' is not supported; use '{CLIENT_ASSERTION_TYPE}'."))),
         _ => return Err(Refusal::new(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into())),
     };
+    // The certificates registered now (Graph's addKey/removeKey change them).
     let app = state
-        .config
-        .apps
-        .iter()
-        .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+        .graph
+        .app_for_token(client_id, assertion)
         .ok_or_else(|| Refusal::new(400, "unauthorized_client", 700016, format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")))?;
     let now = unix_now();
     verify::client_assertion(
-        app,
+        &app,
         &app.client_id,
         assertion,
         audience,

@@ -18,6 +18,7 @@ mod config;
 mod discovery;
 mod error;
 mod grants;
+mod graph;
 mod server;
 mod state;
 pub mod tls;
@@ -25,6 +26,7 @@ mod verify;
 
 pub use config::{App, Code, Config, Fault, Observer, Recorded};
 pub use error::Error;
+pub use graph::AppObject;
 
 use crate::encoding::unix_now;
 use crate::signer::Signer;
@@ -76,6 +78,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         .map(|c| (c.code.clone(), (c.clone(), false)))
         .collect();
     let faults = config.faults.iter().cloned().collect();
+    let registry = graph::Registry::new(&config);
     let state = Arc::new(State {
         config,
         signer,
@@ -88,6 +91,7 @@ pub fn start(config: Config) -> Result<Running, Error> {
         faults: Mutex::new(faults),
         log: Mutex::default(),
         open: std::sync::atomic::AtomicUsize::new(0),
+        graph: registry,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -175,6 +179,12 @@ impl Running {
     /// [`Config::max_connections`]).
     pub fn open_connections(&self) -> usize {
         self.state.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every registered app with its object id and current certificate credentials
+    /// (`keyId`, thumbprint), as Graph's `addKey`/`removeKey` left them.
+    pub fn apps(&self) -> Vec<AppObject> {
+        self.state.graph.objects()
     }
 
     /// Queue a fault for the next token request(s).

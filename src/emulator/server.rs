@@ -163,6 +163,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
         .unwrap_or_default()
         .to_ascii_lowercase();
     let correlation_id = header("client-request-id").map_or_else(uuid_v4, str::to_string);
+    let authorization = header("authorization").map(str::to_string);
     let body = Limited::new(req.into_body(), 256 * 1024).collect();
     let body = match tokio::time::timeout(state.config.body_timeout, body).await {
         Ok(Ok(b)) => b.to_bytes(),
@@ -244,15 +245,26 @@ async fn handle(state: &State, req: Request<Incoming>) -> Answer {
             if let Some(Fault::Slow(delay)) = fault {
                 tokio::time::sleep(delay).await;
             }
-            route(
+            match super::graph::route(
                 state,
                 &method,
                 &path,
-                &content_type,
-                &form,
+                authorization.as_deref(),
+                &body,
                 &correlation_id,
-                &mut record,
-            )
+            ) {
+                Some((status, Some(v))) => json(status, &v),
+                Some((status, None)) => answer(status, "text/plain", Vec::new()),
+                None => route(
+                    state,
+                    &method,
+                    &path,
+                    &content_type,
+                    &form,
+                    &correlation_id,
+                    &mut record,
+                ),
+            }
         }
     };
     finish(state, record, response)

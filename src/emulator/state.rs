@@ -66,6 +66,8 @@ pub(super) struct State {
     pub(super) log: Mutex<Vec<Recorded>>,
     /// Connections being served now.
     pub(super) open: std::sync::atomic::AtomicUsize,
+    /// Each app's object id and certificate credentials, as Graph changes them.
+    pub(super) graph: super::graph::Registry,
 }
 
 /// A fresh 2048-bit software key (the token-signing key, the TLS CA's key).

@@ -37,6 +37,8 @@ pub enum UrlRole {
     TokenUrl,
     /// An assertion's audience given apart from the endpoint.
     Audience,
+    /// Microsoft Graph's base URL ([`crate::graph`]).
+    GraphUrl,
 }
 
 impl fmt::Display for UrlRole {
@@ -45,6 +47,7 @@ impl fmt::Display for UrlRole {
             Self::AuthorityHost => "authority host",
             Self::TokenUrl => "token URL",
             Self::Audience => "audience",
+            Self::GraphUrl => "Graph URL",
         })
     }
 }

@@ -60,6 +60,21 @@ impl Default for HttpOptions {
     }
 }
 
+/// An answer as [`HttpClient::send_json`] read it: status, body (at most
+/// [`MAX_ANSWER_BYTES`]), content type, and how many requests it took.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// Requests sent, the last one answered with this.
+    pub attempts: u32,
+}
+
 /// A configured HTTPS client. The platform's roots are loaded on the first https request
 /// (a plain-http request to a loopback emulator never loads them); the proxy settings are
 /// read from the environment when the client is built.
@@ -136,27 +151,94 @@ impl HttpClient {
         mut form: impl FnMut() -> Result<Vec<(&'static str, String)>, Error>,
         now: impl Fn() -> i64,
     ) -> Result<(Token, u32), Error> {
-        let target = check_url(UrlRole::TokenUrl, url)?;
+        let answer = self.exchange(UrlRole::TokenUrl, url, None, || {
+            Ok(Some((
+                "application/x-www-form-urlencoded",
+                encode_form(&form()?).into_bytes(),
+            )))
+        })?;
+        parse_answer(
+            url,
+            answer.status,
+            &answer.body,
+            answer.content_type.as_deref(),
+            now(),
+        )
+        .map(|t| (t, answer.attempts))
+    }
+
+    /// Send one JSON request to an API (Microsoft Graph) with `bearer` as its access
+    /// token: a POST of `body` (built afresh for each attempt), or a GET when `body`
+    /// gives `None`. The same URL policy (checked as `role`), proxies, CA file, bounded
+    /// answer and retries as [`HttpClient::post_token`]; the answer comes back whatever
+    /// its status, for the caller to read.
+    ///
+    /// # Errors
+    /// A URL the policy refuses ([`Error::Endpoint`]), an unusable proxy setting, the
+    /// body could not be built, the network failed after the retries
+    /// ([`Error::Network`]), an answer over [`MAX_ANSWER_BYTES`], a `Retry-After` longer
+    /// than certassert waits.
+    pub fn send_json(
+        &self,
+        role: UrlRole,
+        url: &str,
+        bearer: &str,
+        mut body: impl FnMut() -> Result<Option<serde_json::Value>, Error>,
+    ) -> Result<Answer, Error> {
+        self.exchange(role, url, Some(bearer), || {
+            Ok(body()?.map(|v| ("application/json", v.to_string().into_bytes())))
+        })
+    }
+
+    /// The request loop: at most [`HttpOptions::max_attempts`] requests, retrying
+    /// connection failures, broken answers, 429 (after `Retry-After`) and 5xx; `body`
+    /// gives each attempt's content type and bytes (a POST), or `None` (a GET).
+    fn exchange(
+        &self,
+        role: UrlRole,
+        url: &str,
+        bearer: Option<&str>,
+        mut body: impl FnMut() -> Result<Option<(&'static str, Vec<u8>)>, Error>,
+    ) -> Result<Answer, Error> {
+        let target = check_url(role, url)?;
         let agent = self.agent(&target)?;
         let max = self.options.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let body = encode_form(&form()?);
+            let payload = body()?;
             let last = attempt >= max;
             let backoff = self.options.backoff * 2u32.pow(attempt - 1);
             let started = std::time::Instant::now();
-            tracing::debug!(url, attempt, max, "POST token request");
+            let what = match (&payload, role) {
+                (_, UrlRole::TokenUrl) => "POST token request",
+                (Some(_), _) => "POST request",
+                (None, _) => "GET request",
+            };
+            tracing::debug!(url, attempt, max, "{what}");
             let network = |e: &ureq::Error| Error::Network {
                 url: url.into(),
                 attempts: attempt,
                 detail: server_text(&detail(e, &self.options), 500),
             };
-            let response = match agent
-                .post(url)
-                .content_type("application/x-www-form-urlencoded")
-                .send(body.as_bytes())
-            {
+            let authorization = bearer.map(|b| format!("Bearer {b}"));
+            let sent = match payload {
+                Some((content_type, bytes)) => {
+                    let mut request = agent.post(url).content_type(content_type);
+                    if let Some(a) = &authorization {
+                        request = request.header("authorization", a);
+                    }
+                    request.send(&bytes[..])
+                }
+                None => {
+                    let mut request = agent.get(url);
+                    if let Some(a) = &authorization {
+                        request = request.header("authorization", a);
+                    }
+                    request.call()
+                }
+            };
+            let response = match sent {
                 Ok(r) => r,
                 Err(e) if !last && is_transient(&e) => {
                     let what = server_text(&detail(&e, &self.options), 200);
@@ -169,7 +251,7 @@ impl HttpClient {
             tracing::debug!(
                 status,
                 ms = started.elapsed().as_millis() as u64,
-                "answer from the token endpoint"
+                "answer from the server"
             );
             let content_type = response
                 .headers()
@@ -223,8 +305,12 @@ impl HttpClient {
                 retrying(&format!("HTTP {status} from {url}"), wait, attempt, max);
                 continue;
             }
-            return parse_answer(url, status, &bytes, content_type.as_deref(), now())
-                .map(|t| (t, attempt));
+            return Ok(Answer {
+                status,
+                body: bytes,
+                content_type,
+                attempts: attempt,
+            });
         }
     }
 

@@ -19,7 +19,7 @@ pub use authority::{
 };
 pub use cache::{Cache, CacheError, CacheKey};
 pub use error::{hint, EntraError, Error};
-pub use http::{HttpClient, HttpOptions};
+pub use http::{Answer, HttpClient, HttpOptions};
 pub use request::{Grant, Target, TokenRequest, CLIENT_ASSERTION_TYPE};
 pub use token::Token;
 
