@@ -134,8 +134,14 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     #[cfg(feature = "tpm")]
     certassert::signer::tpm::set_interrupt_cleanup(false);
     let mut identities = Vec::new();
+    // What each profile named when its key was opened: a rewrite (`cert rotate`) changes it.
+    let mut in_use = Vec::new();
     for profile in &profiles {
-        identities.push(identity(args, profile.as_ref())?);
+        let identity = identity(args, profile.as_ref())?;
+        if let Some(p) = profile {
+            in_use.push(ProfileInUse::of(p, &identity.client_id));
+        }
+        identities.push(identity);
     }
     for (i, identity) in identities.iter().enumerate() {
         if identities[..i]
@@ -200,19 +206,138 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         ));
     }
     print(&text)?;
-    for signal in signals.forever() {
-        if signal == SIGHUP {
-            running.reload();
-            continue;
+    // Signals, and a look at the profiles' config file every few seconds, in one queue.
+    let (wake, woken) = std::sync::mpsc::channel::<Wake>();
+    let signal_wake = wake.clone();
+    std::thread::Builder::new()
+        .name("certassert-serve-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal_wake.send(Wake::Signal(signal)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    if let Some(file) = in_use.first().map(|p| p.file.clone()) {
+        std::thread::Builder::new()
+            .name("certassert-serve-config".into())
+            .spawn(move || {
+                let mut seen = file_stamp(&file);
+                loop {
+                    std::thread::sleep(CONFIG_POLL);
+                    let now = file_stamp(&file);
+                    if now != seen {
+                        seen = now;
+                        if wake.send(Wake::ConfigChanged).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })?;
+    }
+    while let Ok(event) = woken.recv() {
+        match event {
+            Wake::Signal(SIGHUP) => {
+                reload_profiles(args, &running, &mut in_use);
+                running.reload();
+            }
+            Wake::ConfigChanged => reload_profiles(args, &running, &mut in_use),
+            Wake::Signal(signal) => {
+                eprintln!("serve: stopping (signal {signal}): finishing requests in flight");
+                running.shutdown();
+                eprintln!("serve: stopped");
+                return Ok(ExitCode::SUCCESS);
+            }
         }
-        eprintln!("serve: stopping (signal {signal}): finishing requests in flight");
-        running.shutdown();
-        eprintln!("serve: stopped");
-        return Ok(ExitCode::SUCCESS);
     }
     warn("the signal handler ended; stopping");
     running.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the profiles' config file is looked at for a rewrite.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What wakes the command up.
+enum Wake {
+    Signal(i32),
+    ConfigChanged,
+}
+
+/// A file's identity and times, to notice it was replaced or written.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// A served profile and what it named when its key was opened.
+struct ProfileInUse {
+    name: String,
+    file: PathBuf,
+    client_id: String,
+    key: Option<String>,
+    cert: Option<PathBuf>,
+}
+
+impl ProfileInUse {
+    fn of(profile: &Profile, client_id: &str) -> Self {
+        Self {
+            name: profile.name.clone(),
+            file: profile.file().to_path_buf(),
+            client_id: client_id.to_string(),
+            key: profile.key.as_ref().map(ToString::to_string),
+            cert: profile.cert.clone(),
+        }
+    }
+}
+
+/// Read the served profiles again; one whose key or certificate changed (a `cert rotate
+/// --profile` rewrite) gets its new key opened and put in place — or, when that fails,
+/// a line saying why while the old key keeps serving.
+fn reload_profiles(args: &ServeArgs, running: &serve::Running, in_use: &mut [ProfileInUse]) {
+    for served in in_use.iter_mut() {
+        let profile = match load_profile(Some(&served.name), args.config.as_deref()) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!(
+                    "serve: profile \"{}\" not reloaded, keeping its key: {e}",
+                    served.name
+                );
+                continue;
+            }
+        };
+        let now = ProfileInUse::of(&profile, &served.client_id);
+        if now.key == served.key && now.cert == served.cert {
+            continue;
+        }
+        let replaced = identity(args, Some(&profile)).and_then(|identity| {
+            if identity.client_id != served.client_id {
+                return Err(format!(
+                    "its client id changed to {}: restart the agent to serve another app",
+                    identity.client_id
+                )
+                .into());
+            }
+            running
+                .replace_key(
+                    &served.client_id,
+                    identity.signer,
+                    identity.chain,
+                    identity.cert_path,
+                )
+                .map_err(Into::into)
+        });
+        match replaced {
+            Ok(()) => *served = now,
+            Err(e) => eprintln!(
+                "serve: profile \"{}\" changed but its new key was not put in use, keeping the old one: {e}",
+                served.name
+            ),
+        }
+    }
 }
 
 /// Run `open` with SIGINT/SIGTERM ending the process (status 128 + signal), as they do

@@ -88,9 +88,10 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
 /// One identity, as the agent keeps it.
 pub(crate) struct Served {
     pub client_id: String,
-    signer: Arc<dyn Signer>,
+    /// The key and its chain, replaced together ([`Served::replace`]).
+    signer: RwLock<Arc<dyn Signer>>,
     chain: RwLock<Arc<Vec<Certificate>>>,
-    cert_path: Option<PathBuf>,
+    cert_path: RwLock<Option<PathBuf>>,
     stamp: Mutex<Option<Stamp>>,
     endpoint: String,
     alg: Algorithm,
@@ -118,9 +119,9 @@ impl Served {
         let stamp = identity.cert_path.as_deref().and_then(stamp);
         Ok(Self {
             client_id: identity.client_id,
-            signer: identity.signer,
+            signer: RwLock::new(identity.signer),
             chain: RwLock::new(Arc::new(identity.chain)),
-            cert_path: identity.cert_path,
+            cert_path: RwLock::new(identity.cert_path),
             stamp: Mutex::new(stamp),
             endpoint,
             alg: identity.alg,
@@ -134,10 +135,55 @@ impl Served {
         self.chain.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn signer(&self) -> Arc<dyn Signer> {
+        self.signer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Put a new key, its chain (checked against it: same key, valid now) and the file to
+    /// watch for it in place of the old ones; the old key is closed when the last
+    /// signature in flight with it ends. Tokens already held stay (they are the app's,
+    /// not the key's).
+    pub(crate) fn replace(
+        &self,
+        signer: Arc<dyn Signer>,
+        chain: Vec<Certificate>,
+        cert_path: Option<PathBuf>,
+    ) -> Result<(), super::Error> {
+        let Some(leaf) = chain.first() else {
+            return Err(super::Error::NoCertificate {
+                client_id: self.client_id.clone(),
+            });
+        };
+        leaf.check_usable(signer.as_ref(), unix_now())
+            .map_err(|source| super::Error::KeyRefused {
+                client_id: self.client_id.clone(),
+                source,
+            })?;
+        let new_stamp = cert_path.as_deref().and_then(stamp);
+        // Key first, then chain: a signature taken between the two writes pairs the new key
+        // with the old chain and is refused as a mismatch at worst, never signed wrongly.
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = signer;
+        *self.chain.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(chain);
+        *self.cert_path.write().unwrap_or_else(|p| p.into_inner()) = cert_path;
+        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = new_stamp;
+        Ok(())
+    }
+
     /// Re-read the certificate file if it changed (or always, with `force`); a chain that
     /// does not load or does not match the key is reported and the old one kept.
     fn reload(&self, force: bool, log: &Log) {
-        let Some(path) = &self.cert_path else { return };
+        let Some(path) = self
+            .cert_path
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let path = &path;
         let now_stamp = stamp(path);
         {
             let mut seen = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,7 +195,7 @@ impl Served {
         let loaded = Certificate::load_chain(path).and_then(|chain| {
             chain
                 .first()
-                .map(|leaf| leaf.check_usable(self.signer.as_ref(), unix_now()))
+                .map(|leaf| leaf.check_usable(self.signer().as_ref(), unix_now()))
                 .transpose()
                 .map(|_| chain)
         });
@@ -387,7 +433,7 @@ impl Agent {
     async fn fetch_upstream(self: &Arc<Self>, key: &Key) -> Result<Held, Refusal> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let identity = &self.identities[key.0];
-        let chain = identity.chain();
+        let (signer, chain) = (identity.signer(), identity.chain());
         let request = TokenRequest {
             endpoint: identity.endpoint.clone(),
             client_id: identity.client_id.clone(),
@@ -402,7 +448,7 @@ impl Agent {
         let outcome = tokio::task::spawn_blocking(move || {
             let identity = &agent.identities[index];
             let credential = Credential {
-                signer: identity.signer.as_ref(),
+                signer: signer.as_ref(),
                 chain: &chain,
                 alg,
                 x5c,
@@ -435,6 +481,30 @@ impl Agent {
             }
             Err(e) => Err(refusal(&e)),
         }
+    }
+
+    /// Give identity `client_id` a new key and chain ([`Served::replace`]).
+    pub(crate) fn replace_key(
+        &self,
+        client_id: &str,
+        signer: Arc<dyn Signer>,
+        chain: Vec<Certificate>,
+        cert_path: Option<PathBuf>,
+    ) -> Result<(), super::Error> {
+        let identity = self
+            .identities
+            .iter()
+            .find(|i| i.client_id == client_id)
+            .ok_or_else(|| super::Error::UnknownClientId {
+                client_id: client_id.to_string(),
+            })?;
+        let thumbprint = chain.first().map(Certificate::thumbprint_hex);
+        identity.replace(signer, chain, cert_path)?;
+        self.log.emit(&Event::KeyReplaced {
+            client_id: client_id.to_string(),
+            thumbprint: thumbprint.unwrap_or_default(),
+        });
+        Ok(())
     }
 
     /// Re-read every identity's certificate file that changed (or all, with `force`).

@@ -161,6 +161,14 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// An identity's key was replaced ([`Running::replace_key`]: a profile rewritten by
+    /// `cert rotate`).
+    KeyReplaced {
+        /// The identity.
+        client_id: String,
+        /// The new certificate's SHA-1 thumbprint (hex).
+        thumbprint: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -218,6 +226,13 @@ impl fmt::Display for Event {
                 f,
                 "certificate {} for client={client_id} not used, keeping the one loaded: {error}",
                 path.display()
+            ),
+            Self::KeyReplaced {
+                client_id,
+                thumbprint,
+            } => write!(
+                f,
+                "key for client={client_id} replaced: certificate {thumbprint} now signs"
             ),
         }
     }
@@ -383,6 +398,21 @@ pub enum Error {
     /// The runtime or a thread could not start.
     #[error("cannot start the agent: {0}")]
     Runtime(std::io::Error),
+    /// [`Running::replace_key`] named a client id the agent does not serve.
+    #[error("this agent serves no identity with client id {client_id}")]
+    UnknownClientId {
+        /// The client id.
+        client_id: String,
+    },
+    /// [`Running::replace_key`] was given a certificate that is not the new key's, or not
+    /// valid now; the old key stays in use.
+    #[error("the new key for client {client_id} was not put in use: {source}")]
+    KeyRefused {
+        /// The client id.
+        client_id: String,
+        /// Why.
+        source: crate::cert::Error,
+    },
 }
 
 /// A running agent; [`shutdown`](Self::shutdown) (or dropping it) stops it.
@@ -515,6 +545,28 @@ impl Running {
     /// it changed; the outcome is reported as an [`Event`].
     pub fn reload(&self) {
         let _ = self.reload.send(());
+    }
+
+    /// Put a new key in place for identity `client_id` (a profile that `cert rotate`
+    /// rewrote): `chain` must be the key's and valid now, else the old key stays. Requests
+    /// keep being answered throughout; tokens already held stay valid. `cert_path` is the
+    /// file watched for the chain from now on.
+    ///
+    /// # Errors
+    /// [`Error::UnknownClientId`], [`Error::NoCertificate`] or [`Error::KeyRefused`].
+    pub fn replace_key(
+        &self,
+        client_id: &str,
+        signer: Arc<dyn crate::signer::Signer>,
+        chain: Vec<Certificate>,
+        cert_path: Option<PathBuf>,
+    ) -> Result<(), Error> {
+        match &self.agent {
+            Some(agent) => agent.replace_key(client_id, signer, chain, cert_path),
+            None => Err(Error::UnknownClientId {
+                client_id: client_id.to_string(),
+            }),
+        }
     }
 
     /// Stop accepting, let the requests in flight finish (at most [`Config::grace`]),

@@ -494,3 +494,108 @@ fn several_profiles_serve_several_app_registrations() {
         "{said}"
     );
 }
+
+/// A profile rewritten to a new key and certificate (what `cert rotate --profile` does)
+/// is picked up by a running agent without a restart: the next token request is signed
+/// by the new key (its x5t in the assertion the emulator received), requests are answered
+/// throughout, and a rewrite naming a key that does not match its certificate is
+/// refused with a line while the old key keeps serving.
+#[test]
+fn a_rewritten_profile_puts_the_new_key_in_use_without_a_restart() {
+    let dir = tempdir();
+    let old = AppFiles::new(dir.path(), "old", CLIENT);
+    let new = AppFiles::new(dir.path(), "new", CLIENT);
+    let emulator = certassert::emulator::start(certassert::emulator::Config {
+        apps: vec![certassert::emulator::App {
+            client_id: CLIENT.into(),
+            certificates: vec![old.certificate(), new.certificate()],
+        }],
+        tenant: Some(TENANT.into()),
+        ..certassert::emulator::Config::default()
+    })
+    .expect("the emulator starts");
+    let config = dir.path().join("config.toml");
+    let write_profile = |key: &str, cert: &str| {
+        let tmp = dir.path().join("config.toml.new");
+        std::fs::write(
+            &tmp,
+            format!(
+                "[profile.app]\nkey = \"{key}\"\ncert = \"{cert}\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\nauthority_host = \"{}\"\n",
+                emulator.url()
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+    };
+    write_profile("old.key.pem", "old.cert.pem");
+    let secret = "a-test-identity-secret-0123456789";
+    let serve = ServeChild::start(
+        &[
+            "--config",
+            common::s(&config),
+            "--profile",
+            "app",
+            "--identity-header-source",
+            "env:SERVE_SECRET",
+        ],
+        &[("SERVE_SECRET", secret)],
+    );
+    let ask = |resource: &str| {
+        raw(
+            serve.addr,
+            &format!(
+                "GET /msi/token?api-version=2019-08-01&resource={} HTTP/1.1\r\nHost: {}\r\nX-IDENTITY-HEADER: {secret}",
+                enc(resource),
+                serve.addr
+            ),
+        )
+    };
+    // The x5t of the assertion behind the emulator's latest token request.
+    let last_x5t = || {
+        let requests = emulator.requests();
+        let form = &requests
+            .iter()
+            .rev()
+            .find(|r| r.method == "POST")
+            .unwrap()
+            .form;
+        let jwt = &form
+            .iter()
+            .find(|(k, _)| k == "client_assertion")
+            .unwrap()
+            .1;
+        let header: Value =
+            serde_json::from_slice(&b64url_decode(jwt.split('.').next().unwrap())).unwrap();
+        header["x5t"].as_str().unwrap().to_string()
+    };
+    assert_eq!(ask("https://one.example").status, 200);
+    assert_eq!(last_x5t(), old.certificate().x5t());
+
+    // A rewrite with a key that is not its certificate's: refused, the old key serves on.
+    write_profile("new.key.pem", "old.cert.pem");
+    assert!(
+        wait_for(Duration::from_secs(15), || serve
+            .stderr()
+            .contains("changed but its new key was not put in use")),
+        "{}",
+        serve.stderr()
+    );
+    assert_eq!(ask("https://two.example").status, 200);
+    assert_eq!(last_x5t(), old.certificate().x5t());
+
+    // The rotation: new key and certificate; picked up without a signal.
+    write_profile("new.key.pem", "new.cert.pem");
+    assert!(
+        wait_for(Duration::from_secs(15), || serve
+            .stderr()
+            .contains("now signs")),
+        "{}",
+        serve.stderr()
+    );
+    assert_eq!(ask("https://three.example").status, 200);
+    assert_eq!(last_x5t(), new.certificate().x5t());
+    // Tokens held before stay served from memory.
+    assert_eq!(ask("https://one.example").status, 200);
+    let (status, stderr) = serve.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
