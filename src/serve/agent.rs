@@ -160,7 +160,7 @@ impl Served {
         leaf.check_usable(signer.as_ref(), unix_now())
             .map_err(|source| super::Error::KeyRefused {
                 client_id: self.client_id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let new_stamp = cert_path.as_deref().and_then(stamp);
         // Key first, then chain: a signature taken between the two writes pairs the new key

@@ -411,7 +411,7 @@ pub enum Error {
         /// The client id.
         client_id: String,
         /// Why.
-        source: crate::cert::Error,
+        source: Box<crate::cert::Error>,
     },
 }
 
