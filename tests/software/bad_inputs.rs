@@ -391,3 +391,24 @@ fn wrong_pkcs8_password_that_decrypts_to_garbage_is_a_wrong_password() {
     assert!(matches!(e, signer::Error::WrongPassword { .. }), "{e:?}");
     assert_contains(&e, &["wrong password", s(&enc)]);
 }
+
+/// An encrypted PKCS#8 file whose nested DER lengths run past the data (found by the
+/// keyfile fuzz target: picky-asn1-der added a header length to a huge content length
+/// and overflowed) is refused as a malformed key file, never a panic.
+#[test]
+fn encrypted_pkcs8_with_impossible_nested_lengths_is_refused() {
+    let dir = tempdir();
+    let data = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/keyfile/epki-nested-length-overflow.der"),
+    )
+    .unwrap();
+    let path = write(dir.path(), "k.der", &data);
+    set_password("CERTASSERT_TEST_SW_P8_OVERFLOW", "pw");
+    let e = open(&format!(
+        "file:{}?password-source=env:CERTASSERT_TEST_SW_P8_OVERFLOW",
+        s(&path)
+    ))
+    .unwrap_err();
+    assert!(matches!(e, signer::Error::Format { .. }), "{e:?}");
+}

@@ -326,6 +326,14 @@ impl Loader<'_> {
     /// cipher code of our own. PBES2 with 3DES is refused with the command that re-encrypts.
     fn decrypt_pkcs8(&mut self, epki: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         use picky::pkcs12::{Pfx, Pkcs12CryptoContext, Pkcs12ParsingParams, SafeBag, SafeContents};
+        // picky's DER reader adds lengths unchecked (a nested length near usize::MAX
+        // overflowed it: fuzz/regressions/keyfile/); it only sees bytes whose every TLV
+        // fits in its parent.
+        if !der_well_formed(epki, 0) {
+            return Err(self.format(
+                "not a valid encrypted PKCS#8 key: its DER lengths run past the data (a corrupt or truncated file)",
+            ));
+        }
         let raw = picky_asn1_der::Asn1RawDer(epki.to_vec());
         let bag = SafeBag::new_custom(
             picky_asn1_x509::oids::safe_bag_type_shrouded_key(),
@@ -359,6 +367,27 @@ impl Loader<'_> {
         keys.pop()
             .ok_or_else(|| self.format("the encrypted PKCS#8 structure holds no key"))
     }
+}
+
+/// Whether `data` is a sequence of DER TLVs whose lengths each fit in what holds them,
+/// recursively for constructed ones (at most 32 deep).
+fn der_well_formed(data: &[u8], depth: usize) -> bool {
+    use der::{Decode as _, Reader as _};
+    if depth > 32 {
+        return false;
+    }
+    let Ok(mut reader) = der::SliceReader::new(data) else {
+        return false;
+    };
+    while !reader.is_finished() {
+        let Ok(any) = der::asn1::AnyRef::decode(&mut reader) else {
+            return false;
+        };
+        if any.tag().is_constructed() && !der_well_formed(any.value(), depth + 1) {
+            return false;
+        }
+    }
+    true
 }
 
 fn bags_of(contents: &picky::pkcs12::SafeContents) -> &[picky::pkcs12::SafeBag] {
