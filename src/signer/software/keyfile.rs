@@ -380,10 +380,13 @@ fn der_well_formed(data: &[u8], depth: usize) -> bool {
         return false;
     };
     while !reader.is_finished() {
-        let Ok(any) = der::asn1::AnyRef::decode(&mut reader) else {
+        let Ok(header) = der::Header::decode(&mut reader) else {
             return false;
         };
-        if any.tag().is_constructed() && !der_well_formed(any.value(), depth + 1) {
+        let Ok(value) = reader.read_slice(header.length()) else {
+            return false;
+        };
+        if header.tag().is_constructed() && !der_well_formed(value, depth + 1) {
             return false;
         }
     }
