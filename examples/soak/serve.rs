@@ -429,9 +429,21 @@ pub fn soak(plan: &Plan, dir: &Path) -> Result<Report> {
     }
     if !failures.is_empty() {
         let _ = serve.stop();
-        let t = shared.tallies[0].lock().unwrap().samples.join("; ")
-            + &shared.tallies[1].lock().unwrap().samples.join("; ");
-        return Err(format!("{}: {t}: {}", failures.join("; "), serve.log_tail()).into());
+        let samples: Vec<String> = shared
+            .tallies
+            .iter()
+            .flat_map(|t| t.lock().unwrap().samples.clone())
+            .take(2)
+            .collect();
+        return Err(format!(
+            "{} of {} warm-up requests failed (first: {}): {}; serve's log ends: {}",
+            failures.len(),
+            IDENTITIES.len() * SPREAD * 2,
+            failures[0],
+            samples.join("; "),
+            serve.log_tail()
+        )
+        .into());
     }
     std::thread::sleep(Duration::from_millis(500));
     let emulator_port = emulator_port(emulator.url())?;
