@@ -32,7 +32,8 @@
 //! and the SoftHSM2 proxy failing every `--serve-fault-every`-th C_Sign and pulling the
 //! token out three times, every answer checked; its rows follow the table. It fails on
 //! a wrong answer, an error that is not a clear JSON one, a dropped or hung request, a
-//! recovery over 30 s, or fd growth in the serve process.
+//! recovery over 30 s, fd growth in the serve process, a PIN presented twice for one
+//! loss, or a TPM object left after SIGTERM.
 //!
 //! ```text
 //! cargo build && cargo run --example soak -- --backends serve [--serve-seconds S]
