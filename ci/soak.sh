@@ -22,7 +22,7 @@
 #
 #   ci/soak.sh                 # full: 10,000 signatures a backend, fault every 50 calls;
 #                              #   serve for 600 s, fault every 10 C_Sign, tokens of 120 s
-#   ci/soak.sh --short         # the CI step (about 90 s in a debug build): 300 signatures
+#   ci/soak.sh --short         # the CI step (about 60 s in a debug build): 300 signatures
 #                              #   a backend, fault every 20; serve for 36 s, fault every 6
 #                              #   C_Sign, tokens of 70 s (renewed every 10 s)
 #   ci/soak.sh 2000 25         # N signatures, fault every K C_Sign calls (serve as in full)
