@@ -24,7 +24,9 @@
 //! Checked: every 200 is a JSON answer for the identity and resource asked whose token
 //! the emulator signed (its signature verified with the RustCrypto `rsa` crate against
 //! the emulator's key, once per distinct token), for that client (`appid`, `azp`), that
-//! resource (`aud`), not expired; anything else is a wrong answer. Every other answer is
+//! resource (`aud`), not expired, its `expires_on` the token's `exp` or at most
+//! [`EXPIRY_SLACK`] later (the agent reckons it from when the answer came); anything else
+//! is a wrong answer. Every other answer is
 //! a JSON `{error, error_description}` (else "unclear"), within [`HANG`] (else "hung"),
 //! on a connection that stays up until the answer is whole (else "dropped"). Recovery,
 //! per identity: from each kill, absence or failed request to the first 200 for a
@@ -52,6 +54,8 @@ pub const DOWN: Duration = Duration::from_secs(3);
 pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 /// The longest an answer may take (serve answers 504 after its 120 s request timeout).
 pub const HANG: Duration = Duration::from_secs(130);
+/// How far the answer's expires_on may pass the token's exp (seconds).
+const EXPIRY_SLACK: i64 = 5;
 /// Client threads in all: the probers (one per identity) and the load clients.
 const PROBERS: usize = 2;
 /// Resources each identity is asked for by the load clients.
@@ -973,7 +977,10 @@ impl Shared {
         if claims.tid != TENANT {
             return Err(format!("a token of tenant {}", claims.tid));
         }
-        if claims.exp != expires_on || claims.exp <= now {
+        // The agent reckons expires_on as when the answer came plus expires_in (as OAuth
+        // clients do: the token is opaque to them), so it may pass the token's exp by the
+        // token request's round trip and a second's rounding; never fall short of it.
+        if !(claims.exp..=claims.exp + EXPIRY_SLACK).contains(&expires_on) || claims.exp <= now {
             return Err(format!(
                 "expires_on {expires_on}, token exp {}, now {now}",
                 claims.exp
