@@ -23,7 +23,7 @@
 #   ci/soak.sh                 # full: 10,000 signatures a backend, fault every 50 calls;
 #                              #   serve for 600 s, fault every 10 C_Sign, tokens of 120 s
 #   ci/soak.sh --short         # the CI step (about 60 s in a debug build): 300 signatures
-#                              #   a backend, fault every 20; serve for 36 s, fault every 6
+#                              #   a backend, fault every 20; serve for 36 s, fault every 10
 #                              #   C_Sign, tokens of 70 s (renewed every 10 s)
 #   ci/soak.sh 2000 25         # N signatures, fault every K C_Sign calls (serve as in full)
 #   SOAK_SERVE_SECONDS=120 ci/soak.sh --short   # the serve run's length, in seconds
@@ -42,7 +42,7 @@ exec </dev/null
 signatures=10000 every=50
 serve_seconds=600 serve_every=10 lifetime=120
 case "${1:-}" in
-    --short) signatures=300 every=20 serve_seconds=36 serve_every=6 lifetime=70 ;;
+    --short) signatures=300 every=20 serve_seconds=36 serve_every=10 lifetime=70 ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     "") ;;
     *) signatures="$1"; every="${2:-$every}" ;;

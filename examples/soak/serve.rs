@@ -394,7 +394,6 @@ pub fn soak(plan: &Plan, dir: &Path) -> Result<Report> {
         .to_string();
     let log_path = dir.join("serve.log");
     let mut serve = ServeChild::start(&bin, &config, &secret, &log_path)?;
-    let pid = serve.child.id();
 
     let shared = Arc::new(Shared {
         addr: serve.addr,
@@ -451,7 +450,7 @@ pub fn soak(plan: &Plan, dir: &Path) -> Result<Report> {
     }
     std::thread::sleep(Duration::from_millis(500));
     let emulator_port = emulator_port(emulator.url())?;
-    let (fds0, rss0) = (proc_fds(pid, emulator_port)?, proc_rss_kib(pid)?);
+    let (fds0, rss0) = serve.measure(emulator_port)?;
     let shim_before = shim.stats();
     let posts_before = emulator.requests().len();
 
@@ -539,7 +538,7 @@ pub fn soak(plan: &Plan, dir: &Path) -> Result<Report> {
     shim.schedule("");
     // Let serve see the clients' connections close, then measure.
     std::thread::sleep(Duration::from_secs(1));
-    let (fds1, rss1) = (proc_fds(pid, emulator_port)?, proc_rss_kib(pid)?);
+    let (fds1, rss1) = serve.measure(emulator_port)?;
     let shim_grew = shim.stats().since(&shim_before);
     let count = |k: &str| shim_grew.get(k).copied().unwrap_or(0);
 
@@ -1211,7 +1210,21 @@ impl ServeChild {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
+        lines[lines.len().saturating_sub(12)..].join("\n  ")
+    }
+
+    /// Its open fds (all, pooled connections to `peer_port`) and VmRSS; an error with
+    /// its exit status and the end of its log if it is no longer running.
+    fn measure(&mut self, peer_port: u16) -> Result<((usize, usize), u64)> {
+        if let Some(status) = self.child.try_wait()? {
+            return Err(format!(
+                "certassert serve is no longer running ({status}); its log ends:\n  {}",
+                self.log_tail()
+            )
+            .into());
+        }
+        let pid = self.child.id();
+        Ok((proc_fds(pid, peer_port)?, proc_rss_kib(pid)?))
     }
 
     /// SIGTERM, then its exit code (at most 20 s; then it is killed: None).
