@@ -251,6 +251,12 @@ struct session {
 static struct session *sessions; /* index = our handle - 1 */
 static size_t nsessions, capacity;
 static unsigned long told_epoch;  /* removals up to this one were reported to the caller */
+/* Held for reading while a call on a session runs in the real module (without `lock`),
+ * for writing while the shim closes sessions behind the caller's back (a removal, a
+ * killed session): SoftHSM2 frees a session closed under a C_Sign running on it on
+ * another thread, and crashes (SIGSEGV in RSA_blinding_off) — a real device removal
+ * frees nothing under the caller. */
+static pthread_rwlock_t in_module = PTHREAD_RWLOCK_INITIALIZER;
 
 static size_t live_sessions(void) {
     size_t n = 0;
@@ -289,6 +295,7 @@ static void publish(void) {
  * close logs the application out). Lock held. */
 static void remove_device(void) {
     removals++;
+    pthread_rwlock_wrlock(&in_module);
     for (size_t i = 0; i < nsessions; i++) {
         if (sessions[i].state == LIVE) {
             real->C_CloseSession(sessions[i].real);
@@ -297,6 +304,7 @@ static void remove_device(void) {
             sessions[i].told = 0;
         }
     }
+    pthread_rwlock_unlock(&in_module);
 }
 
 static int begin_absence(void) {
@@ -305,7 +313,9 @@ static int begin_absence(void) {
 }
 
 static void kill_session(struct session *s) {
+    pthread_rwlock_wrlock(&in_module);
     real->C_CloseSession(s->real);
+    pthread_rwlock_unlock(&in_module);
     s->state = DEAD;
     s->epoch = 0;
     s->told = 1;
@@ -420,7 +430,10 @@ static CK_RV enter(const char *func, CK_SESSION_HANDLE ours, CK_SESSION_HANDLE *
         if (rv != CKR_OK) {                                                                  \
             return rv;                                                                       \
         }                                                                                    \
-        return end_unlocked(real->name args);                                                \
+        pthread_rwlock_rdlock(&in_module);                                                   \
+        rv = real->name args;                                                                \
+        pthread_rwlock_unlock(&in_module);                                                   \
+        return end_unlocked(rv);                                                             \
     }
 
 typedef unsigned char *BYTES;
@@ -496,7 +509,10 @@ static CK_RV shim_C_Login(SH session, CK_USER_TYPE user, BYTES pin, ULONG len) {
     if (rv != CKR_OK) {
         return rv;
     }
-    return end_unlocked(real->C_Login(h, user, pin, len));
+    pthread_rwlock_rdlock(&in_module);
+    rv = real->C_Login(h, user, pin, len);
+    pthread_rwlock_unlock(&in_module);
+    return end_unlocked(rv);
 }
 
 static CK_RV shim_C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, void *app, CK_NOTIFY notify,
