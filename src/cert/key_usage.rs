@@ -45,20 +45,11 @@ pub(super) fn names(ku: &KeyUsage) -> Result<Vec<&'static str>, &'static str> {
         .collect())
 }
 
-/// The content octets of one DER TLV with a one-byte tag.
+/// The content octets of exactly one DER TLV (the `der` crate reads its header).
 fn content_of(tlv: &[u8]) -> Option<&[u8]> {
-    let (&first, rest) = tlv.get(1..)?.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    (rest.len() == len).then_some(rest)
+    use der::{Decode as _, Reader as _};
+    let mut reader = der::SliceReader::new(tlv).ok()?;
+    let header = der::Header::decode(&mut reader).ok()?;
+    let content = reader.read_slice(header.length()).ok()?;
+    reader.is_finished().then_some(content)
 }
