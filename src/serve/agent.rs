@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// A token is handed out only while it has more than this left.
 const MIN_LEFT: i64 = 60;
 
+/// The status of a failure that happened here, not upstream ([`refusal`]).
+const LOCAL: u16 = 500;
+
 /// How a request was answered, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -413,11 +416,19 @@ impl Agent {
                 Ok(held)
             }
             Err(refusal) => {
-                let count = state.failure.as_ref().map_or(0, |f| f.count) + 1;
+                // Only what was sent and refused (or not answered) upstream doubles the
+                // back-off; a local failure (the key, the CA file) asked nothing of Entra,
+                // so its wait stays the first one and a device that comes back is used
+                // again within it. It does not count toward a later upstream failure's.
+                let count = if refusal.status == LOCAL {
+                    0
+                } else {
+                    state.failure.as_ref().map_or(0, |f| f.count) + 1
+                };
                 let wait = self
                     .settings
                     .backoff
-                    .saturating_mul(2u32.saturating_pow(count.min(16) - 1))
+                    .saturating_mul(2u32.saturating_pow(count.clamp(1, 16) - 1))
                     .min(self.settings.max_backoff);
                 state.failure = Some(Failure {
                     refusal: refusal.clone(),
@@ -557,7 +568,7 @@ fn refusal(e: &entra::Error) -> Refusal {
         | E::BadToken { .. }
         | E::AnswerTooLong { .. }
         | E::RetryAfterTooLong { .. } => Refusal::new(502, "upstream_error", e.to_string()),
-        _ => Refusal::new(500, "internal_error", e.to_string()),
+        _ => Refusal::new(LOCAL, "internal_error", e.to_string()),
     }
 }
 

@@ -260,7 +260,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How many connections are served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// The first back-off after a failed fetch (doubling with each failure in a row).
+    /// The back-off after a failed fetch: doubling with each upstream failure in a row
+    /// (a refusal, no answer); a local one (the key) waits this long each time.
     pub backoff: Duration,
     /// The longest back-off.
     pub max_backoff: Duration,

@@ -98,6 +98,74 @@ fn a_refused_credential_is_answered_with_the_aadsts_code_and_hint_and_backs_off(
     assert_eq!(posts(), 2);
 }
 
+/// A key whose first `failures` signatures fail, as a device that drops out and comes back.
+#[derive(Debug)]
+struct Flaky {
+    inner: Box<dyn Signer>,
+    failures: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Signer for Flaky {
+    fn algorithms(&self) -> &[Algorithm] {
+        self.inner.algorithms()
+    }
+    fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, certassert::signer::Error> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call < self.failures {
+            return Err(certassert::signer::Error::Sign {
+                backend: "test",
+                detail: format!("device gone (failure {})", call + 1),
+            });
+        }
+        self.inner.sign(alg, message)
+    }
+    fn public_key_der(&self) -> &[u8] {
+        self.inner.public_key_der()
+    }
+}
+
+#[test]
+fn a_key_that_fails_and_comes_back_is_retried_after_the_first_back_off_not_a_doubled_one() {
+    let dir = tempdir();
+    let app = AppFiles::new(dir.path(), "app", CLIENT);
+    let emulator = common::emulator::start(&[&app], Some(TENANT), false);
+    let flaky = Arc::new(Flaky {
+        inner: signer::open(&app.keyref(), &certassert::secret::NoCallbacks).unwrap(),
+        failures: 4,
+        calls: Default::default(),
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut config = config(identity(&app, flaky.clone(), &emulator), events);
+    config.backoff = Duration::from_millis(400);
+    config.max_backoff = Duration::from_secs(60);
+    let agent = serve::start(config).unwrap();
+    let calls = || flaky.calls.load(std::sync::atomic::Ordering::SeqCst);
+    // Four failed signatures in a row, each after the back-off of the one before: a local
+    // failure is answered 500 with what failed, and Entra is not asked.
+    for failure in 1..=4 {
+        let a = app_service(agent.addr(), VAULT, None);
+        assert_eq!(a.status, 500, "{}", a.body);
+        assert_eq!(a.json()["error"], "internal_error");
+        let description = a.json()["error_description"].as_str().unwrap().to_string();
+        assert!(
+            description.contains(&format!("device gone (failure {failure})")),
+            "{description}"
+        );
+        assert_eq!(calls(), failure, "one signature per failure");
+        // Within the back-off the failure is answered from memory, with no signature.
+        assert_eq!(app_service(agent.addr(), VAULT, None).status, 500);
+        assert_eq!(calls(), failure);
+        std::thread::sleep(Duration::from_millis(450));
+    }
+    assert_eq!(emulator.requests().len(), 0, "nothing was sent upstream");
+    // The key is back: a doubling back-off would still hold (3.2 s after the fourth
+    // failure); a local failure's back-off does not grow, so the next request signs.
+    let a = app_service(agent.addr(), VAULT, None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(calls(), 5);
+}
+
 #[test]
 fn tokens_are_renewed_in_the_background_before_they_expire() {
     // The emulator's tokens live 3599 s; renewing 3597 s before expiry means in 2 s.
