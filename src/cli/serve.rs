@@ -167,13 +167,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         .collect();
     let mut config = Config::new(args.listen, identities, secret.clone());
     config.imds = !args.no_imds;
-    // One write per line (stderr is unbuffered: writeln! would make one per piece), and
-    // not eprintln!, which panics when stderr is gone (a journal restarting).
-    config.log = Some(Arc::new(|event: &serve::Event| {
-        use std::io::Write as _;
-        let line = format!("serve: {event}\n");
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }));
+    config.log = Some(Arc::new(stderr_lines()));
     let running = serve::start(config).map_err(|e| start_error(e, args))?;
     if let Some(path) = &args.env_file {
         if let Err(e) = env_file::write(
@@ -431,4 +425,27 @@ fn identity(args: &ServeArgs, profile: Option<&Profile>) -> Result<Identity> {
     identity.lifetime = DEFAULT_LIFETIME;
     identity.ca_file = flags::ca_file(args.ca_file.as_ref(), profile);
     Ok(identity)
+}
+
+/// The request log's sink: one `write` per line (stderr is unbuffered: `writeln!` would
+/// make one per piece) on a duplicate of stderr, so the server's threads do not queue on
+/// the process-wide stderr lock (a line is one write, which the kernel does not
+/// interleave); not `eprintln!`, which panics when stderr is gone (a journal restarting).
+fn stderr_lines() -> impl Fn(&serve::Event) + Send + Sync + 'static {
+    use std::io::Write as _;
+    use std::os::fd::AsFd as _;
+    let own = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from);
+    move |event: &serve::Event| {
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(256);
+        let _ = writeln!(line, "serve: {event}");
+        let _ = match &own {
+            Some(file) => (&*file).write_all(line.as_bytes()),
+            None => std::io::stderr().lock().write_all(line.as_bytes()),
+        };
+    }
 }

@@ -31,22 +31,36 @@ pub const REDACTED_FIELDS: [&str; 5] = [
 /// LF, DEL, C1) and bidirectional overrides escaped visibly as `\u{1b}`, and at most
 /// `max_chars` characters kept, with a note of the full length when cut.
 pub fn server_text(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == max_chars {
-            out.push_str(&format!(
-                "… (cut; {} characters in all)",
-                text.chars().count()
-            ));
-            break;
+    ServerText(text, max_chars).to_string()
+}
+
+/// [`server_text`] as a `Display`, which writes the safe form of the text straight into
+/// the formatter (no string of its own: a log line per request formats several).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerText<'a>(pub &'a str, pub usize);
+
+impl fmt::Display for ServerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        let Self(text, max_chars) = *self;
+        // The common case: short printable ASCII, shown as it is.
+        if text.len() <= max_chars && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return f.write_str(text);
         }
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
+        for (count, c) in text.chars().enumerate() {
+            if count == max_chars {
+                return write!(f, "… (cut; {} characters in all)", text.chars().count());
+            }
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                for e in c.escape_unicode() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
         }
+        Ok(())
     }
-    out
 }
 
 /// What an error may show of a server's `body`: JSON with the values of

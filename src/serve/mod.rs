@@ -173,8 +173,10 @@ pub enum Event {
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::entra::error::server_text;
-        let shown = |v: &Option<String>| v.as_deref().map_or("-".into(), |s| server_text(s, 200));
+        use crate::entra::error::ServerText;
+        fn shown(v: &Option<String>) -> ServerText<'_> {
+            ServerText(v.as_deref().unwrap_or("-"), 200)
+        }
         match self {
             Self::Request {
                 method,
@@ -184,16 +186,22 @@ impl fmt::Display for Event {
                 cache,
                 status,
                 latency,
-            } => write!(
-                f,
-                "{} {} resource={} client={} cache={} status={status} {:.1}ms",
-                server_text(method, 16),
-                server_text(path, 200),
-                shown(resource),
-                shown(client_id),
-                cache.as_str(),
-                latency.as_secs_f64() * 1000.0
-            ),
+            } => {
+                // Tenths of a millisecond, rounded, in integers (no float formatting for a
+                // line per request).
+                let tenths = (latency.as_micros() + 50) / 100;
+                write!(
+                    f,
+                    "{} {} resource={} client={} cache={} status={status} {}.{}ms",
+                    ServerText(method, 16),
+                    ServerText(path, 200),
+                    shown(resource),
+                    shown(client_id),
+                    cache.as_str(),
+                    tenths / 10,
+                    tenths % 10
+                )
+            }
             Self::Refreshed {
                 client_id,
                 resource,
