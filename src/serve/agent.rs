@@ -64,6 +64,32 @@ pub(crate) struct Held {
     pub obtained_at: i64,
     /// When the background refresh fetches its successor.
     pub refresh_at: i64,
+    /// The App Service answer, which does not change while the token does not (IMDS's
+    /// has `expires_in`): made on the first request, then the same bytes each time.
+    pub app_service_answer: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Held {
+    /// This token's App Service answer for `resource` and `client_id` (the slot's).
+    pub fn app_service_answer(&self, resource: &str, client_id: &str) -> bytes::Bytes {
+        self.app_service_answer
+            .get_or_init(|| {
+                let body = super::protocol::answer(
+                    super::protocol::Protocol::AppService,
+                    &super::protocol::Issued {
+                        access_token: self.access_token.expose(),
+                        expires_on: self.expires_on,
+                        obtained_at: self.obtained_at,
+                        resource,
+                        client_id,
+                    },
+                    unix_now(),
+                );
+                // It holds the token: wiped when the last answer that uses it is sent.
+                bytes::Bytes::from_owner(zeroize::Zeroizing::new(body))
+            })
+            .clone()
+    }
 }
 
 /// The file's identity and age, to notice a replaced or rewritten certificate.
@@ -269,10 +295,18 @@ impl Slot {
 
 type Key = (usize, String);
 
+/// The cache slots: one map per identity (looked up by resource with no key made), and
+/// how many there are in all.
+#[derive(Default)]
+struct Slots {
+    by_identity: Vec<HashMap<String, Arc<Slot>>>,
+    count: usize,
+}
+
 /// The agent: identities, cache slots, counters.
 pub(crate) struct Agent {
     pub identities: Vec<Served>,
-    slots: Mutex<HashMap<Key, Arc<Slot>>>,
+    slots: Mutex<Slots>,
     settings: Settings,
     pub log: Log,
     /// Token requests sent upstream (fetches started).
@@ -281,9 +315,13 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn new(identities: Vec<Served>, settings: Settings, log: Log) -> Self {
+        let slots = Slots {
+            by_identity: identities.iter().map(|_| HashMap::new()).collect(),
+            count: 0,
+        };
         Self {
             identities,
-            slots: Mutex::default(),
+            slots: Mutex::new(slots),
             settings,
             log,
             fetches: AtomicU64::new(0),
@@ -313,10 +351,10 @@ impl Agent {
 
     fn slot(&self, key: &Key) -> Result<Arc<Slot>, Refusal> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.get(key) {
+        if let Some(slot) = slots.by_identity[key.0].get(&key.1) {
             return Ok(slot.clone());
         }
-        if slots.len() >= self.settings.max_resources {
+        if slots.count >= self.settings.max_resources {
             return Err(Refusal::new(
                 503,
                 "temporarily_unavailable",
@@ -327,7 +365,8 @@ impl Agent {
             ));
         }
         let slot = Arc::new(Slot::default());
-        slots.insert(key.clone(), slot.clone());
+        slots.by_identity[key.0].insert(key.1.clone(), slot.clone());
+        slots.count += 1;
         Ok(slot)
     }
 
@@ -337,7 +376,7 @@ impl Agent {
         let index = self.identity(ask.client_id.as_deref()).ok()?;
         let slot = {
             let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.get(&(index, ask.resource.clone()))?.clone()
+            slots.by_identity[index].get(&ask.resource)?.clone()
         };
         slot.servable(unix_now()).map(|held| (held, index))
     }
@@ -488,6 +527,7 @@ impl Agent {
                     access_token: token.access_token,
                     expires_on: token.expires_on,
                     obtained_at,
+                    app_service_answer: std::sync::OnceLock::new(),
                 })
             }
             Err(e) => Err(refusal(&e)),

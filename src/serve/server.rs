@@ -178,6 +178,12 @@ impl Server {
         let (held, index) = result?;
         let id = &self.agent.identities[index].client_id;
         *client_id = Some(id.clone());
+        if ask.protocol == protocol::Protocol::AppService {
+            return Ok(bytes_answer(
+                200,
+                held.app_service_answer(&ask.resource, id),
+            ));
+        }
         let body = protocol::answer(
             ask.protocol,
             &Issued {
@@ -189,7 +195,7 @@ impl Server {
             },
             unix_now(),
         );
-        Ok(bytes_answer(200, body))
+        Ok(bytes_answer(200, body.into()))
     }
 }
 
@@ -202,11 +208,11 @@ impl Head for Headers<'_> {
 }
 
 fn json(status: u16, value: &serde_json::Value) -> Answer {
-    bytes_answer(status, value.to_string().into_bytes())
+    bytes_answer(status, value.to_string().into_bytes().into())
 }
 
-fn bytes_answer(status: u16, body: Vec<u8>) -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn bytes_answer(status: u16, body: Bytes) -> Answer {
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = r.headers_mut();
     headers.insert(
