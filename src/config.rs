@@ -601,37 +601,13 @@ pub fn rewrite_profile(path: &Path, name: &str, update: &ProfileUpdate) -> Resul
             by_hand()
         )));
     }
-    replace_file(&new.path, new_text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    // The same mode as before; a config file that is a link is replaced as it always was.
+    let how = crate::output::Replace {
+        mode: None,
+        guard: false,
+    };
+    crate::output::replace(&new.path, new_text.as_bytes(), how).map_err(|e| fail(e.to_string()))?;
     Ok(new)
-}
-
-/// Replace `path` with `data` atomically: a new file beside it with the same mode,
-/// synced, renamed over it; then the directory synced.
-fn replace_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.new", crate::encoding::uuid_v4()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Make every relative path in a key reference relative to `base`: the key file, a TPM

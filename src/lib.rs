@@ -49,6 +49,7 @@ pub mod input;
 pub mod inspect;
 pub mod jws;
 pub mod keyref;
+pub mod output;
 pub mod public_key;
 pub mod rules;
 pub mod secret;

@@ -21,8 +21,6 @@ use certassert::entra::authority::{check_url, UrlRole};
 use certassert::entra::EndpointVersion;
 use certassert::Algorithm;
 use clap::Args;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -190,77 +188,12 @@ fn stop_signals() -> Result<std::sync::mpsc::Receiver<()>> {
     Ok(rx)
 }
 
-/// Replace `path` with `data`: a new 0600 file beside it, written, synced and renamed
-/// over it. A symbolic link, something that is not a regular file, or a file another
-/// user owns at `path` is refused and left as it is.
+/// Replace `path` with `data`: an owner-only file, atomically; a symbolic link, something
+/// that is not a regular file, or another user's file is refused and left as it is
+/// ([`certassert::output::replace`]).
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("--out {}: name a file, not a directory", path.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        certassert::encoding::hex(&certassert::encoding::random::<8>(), false)
-    ));
-    let cannot =
-        |what: &str, e: std::io::Error| format!("--out {}: cannot {what}: {e}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&temp)
-        .map_err(|e| cannot(&format!("create a file in {}", dir.display()), e))?;
-    let result = (|| -> Result<()> {
-        // Our own new file tells whose files are ours (no geteuid needed).
-        let me = file
-            .metadata()
-            .map_err(|e| cannot("read the new file", e))?
-            .uid();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(format!(
-                "--out {}: is a symbolic link; refusing to write through it (give the real path)",
-                path.display()
-            )
-                .into())
-            }
-            Ok(meta) if !meta.file_type().is_file() => {
-                return Err(
-                    format!("--out {}: exists and is not a regular file", path.display()).into(),
-                )
-            }
-            Ok(meta) if meta.uid() != me => {
-                return Err(format!(
-                "--out {}: is owned by uid {}, not by this user (uid {me}); refusing to replace it",
-                path.display(),
-                meta.uid()
-            )
-                .into())
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(cannot("inspect it", e).into()),
-        }
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| cannot("set mode 0600", e))?;
-        file.write_all(data).map_err(|e| cannot("write", e))?;
-        file.sync_all().map_err(|e| cannot("write", e))?;
-        std::fs::rename(&temp, path).map_err(|e| cannot("replace it", e))?;
-        // The rename itself outlives a crash once the directory is synced.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    certassert::output::replace(path, data, certassert::output::Replace::PRIVATE)
+        .map_err(|e| format!("--out {e}").into())
 }
 
 #[cfg(test)]

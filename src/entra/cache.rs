@@ -18,11 +18,11 @@
 //! wait for it instead of asking the server too.
 
 use super::token::{is_b64token, Token, MAX_LIFETIME};
-use crate::encoding::{hex, random};
+use crate::encoding::hex;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::{
     DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
 };
@@ -313,25 +313,16 @@ impl Cache {
                 .map_err(std::io::Error::other)
                 .map_err(io(&self.dir))?,
         );
-        let tmp = self.dir.join(format!(
-            ".{}.{}.tmp",
-            key.as_str(),
-            hex(&random::<8>(), false)
-        ));
-        let result = (|| {
-            let mut f = fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.path(key))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(io(&self.path(key)))
+        // The directory is ours (checked above): whatever is at the entry's path is ours
+        // to replace.
+        let how = crate::output::Replace {
+            mode: Some(0o600),
+            guard: false,
+        };
+        crate::output::replace(&self.path(key), &data, how).map_err(|e| match e {
+            crate::output::Error::Io { source, .. } => io(&self.path(key))(source),
+            other => io(&self.path(key))(std::io::Error::other(other)),
+        })
     }
 }
 

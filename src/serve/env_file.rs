@@ -6,48 +6,16 @@
 //! through a symbolic link, and never when it belongs to another user.
 
 use crate::secret::Secret;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A fresh identity secret: 32 random bytes, base64url (43 characters).
 pub fn generate_secret() -> Secret {
     Secret::new(crate::encoding::b64url(&crate::encoding::random::<32>()))
 }
 
-/// Why the environment file was not written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The path is a symbolic link: it is not followed.
-    #[error("{}: is a symbolic link; the environment file is not written through links: give the real path", path.display())]
-    Symlink {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The path exists and is not a regular file.
-    #[error("{}: exists and is not a regular file", path.display())]
-    NotRegular {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file belongs to another user: it is not replaced.
-    #[error("{}: belongs to another user (uid {owner}); not replacing it: remove it or choose another path", path.display())]
-    OtherOwner {
-        /// The file.
-        path: PathBuf,
-        /// Its owner.
-        owner: u32,
-    },
-    /// The file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
+/// Why the environment file was not written: a symbolic link, not a regular file, another
+/// user's file, or a step that failed ([`crate::output`]).
+pub use crate::output::Error;
 
 /// The lines of the environment file for an agent at `url` (`http://127.0.0.1:PORT`):
 /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, and `AZURE_POD_IDENTITY_AUTHORITY_HOST` when
@@ -64,79 +32,18 @@ pub fn contents(url: &str, secret: &Secret, imds: bool) -> Secret {
     Secret::new(text)
 }
 
-/// Write `contents` (of [`contents`]) to `path` with mode 0600, atomically: a new file in
-/// the same directory, synced, then renamed over `path`.
+/// Write `contents` (of [`contents`]) to `path` with mode 0600, atomically
+/// ([`crate::output::replace`]).
 ///
 /// # Errors
 /// `path` is a symbolic link, not a regular file, or another user's ([`Error`]), or the
 /// directory cannot be written.
 pub fn write(path: &Path, contents: &Secret) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let existing = match std::fs::symlink_metadata(path) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(e)),
-    };
-    if let Some(m) = &existing {
-        if m.file_type().is_symlink() {
-            return Err(Error::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
-        if !m.file_type().is_file() {
-            return Err(Error::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "env".into());
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let temp_name = format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        crate::encoding::hex(&crate::encoding::random::<6>(), false)
-    );
-    let temp = dir.map_or_else(|| PathBuf::from(&temp_name), |d| d.join(&temp_name));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&temp)
-        .map_err(io)?;
-    let result = (|| {
-        // Our own uid, without a libc call: the owner of the file just made.
-        let me = file.metadata()?.uid();
-        if let Some(m) = &existing {
-            if m.uid() != me {
-                return Ok(Err(Error::OtherOwner {
-                    path: path.to_path_buf(),
-                    owner: m.uid(),
-                }));
-            }
-        }
-        file.write_all(contents.expose().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        Ok(Ok(()))
-    })();
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(io(e))
-        }
-    }
+    crate::output::replace(
+        path,
+        contents.expose().as_bytes(),
+        crate::output::Replace::PRIVATE,
+    )
 }
 
 #[cfg(test)]
