@@ -262,6 +262,33 @@ pub fn read_limited(
     Ok(data)
 }
 
+/// A file's identity and age (device, inode, length, modification and change times), to
+/// notice that it was replaced or rewritten (`serve` watching a certificate or its config
+/// file); equal stamps mean the file was left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of the file at `path` (links followed), or `None` when there is none.
+    pub fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use super::{
 use certassert::assertion::DEFAULT_LIFETIME;
 use certassert::config::Profile;
 use certassert::encoding::unix_now;
+use certassert::input::Stamp;
 use certassert::secret::{NoCallbacks, SecretKind, SecretRequest, SecretSource};
 use certassert::serve::{self, env_file, Config, Identity};
 use certassert::Algorithm;
@@ -216,10 +217,10 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         std::thread::Builder::new()
             .name("certassert-serve-config".into())
             .spawn(move || {
-                let mut seen = file_stamp(&file);
+                let mut seen = Stamp::of(&file);
                 loop {
                     std::thread::sleep(CONFIG_POLL);
-                    let now = file_stamp(&file);
+                    let now = Stamp::of(&file);
                     if now != seen {
                         seen = now;
                         if wake.send(Wake::ConfigChanged).is_err() {
@@ -256,14 +257,6 @@ const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 enum Wake {
     Signal(i32),
     ConfigChanged,
-}
-
-/// A file's identity and times, to notice it was replaced or written.
-fn file_stamp(path: &std::path::Path) -> Option<(u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 /// A served profile and what it named when its key was opened.

@@ -13,6 +13,7 @@ use super::{Event, Identity, Log, Settings};
 use crate::cert::Certificate;
 use crate::encoding::unix_now;
 use crate::entra::{self, Client, Credential, Grant, HttpOptions, Target, TokenRequest};
+use crate::input::Stamp;
 use crate::secret::Secret;
 use crate::signer::{Algorithm, Signer};
 use std::collections::HashMap;
@@ -92,28 +93,6 @@ impl Held {
     }
 }
 
-/// The file's identity and age, to notice a replaced or rewritten certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    dev: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        ino: m.ino(),
-        dev: m.dev(),
-        len: m.len(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
-}
-
 /// One identity, as the agent keeps it.
 pub(crate) struct Served {
     pub client_id: String,
@@ -145,7 +124,7 @@ impl Served {
             ca_file: identity.ca_file.clone().or_else(|| http.ca_file.clone()),
             ..http.clone()
         };
-        let stamp = identity.cert_path.as_deref().and_then(stamp);
+        let stamp = identity.cert_path.as_deref().and_then(Stamp::of);
         Ok(Self {
             client_id: identity.client_id,
             signer: RwLock::new(identity.signer),
@@ -191,7 +170,7 @@ impl Served {
                 client_id: self.client_id.clone(),
                 source: Box::new(source),
             })?;
-        let new_stamp = cert_path.as_deref().and_then(stamp);
+        let new_stamp = cert_path.as_deref().and_then(Stamp::of);
         // Key first, then chain: a signature taken between the two writes pairs the new key
         // with the old chain and is refused as a mismatch at worst, never signed wrongly.
         *self.signer.write().unwrap_or_else(|p| p.into_inner()) = signer;
@@ -213,7 +192,7 @@ impl Served {
             return;
         };
         let path = &path;
-        let now_stamp = stamp(path);
+        let now_stamp = Stamp::of(path);
         {
             let mut seen = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
             if !force && *seen == now_stamp {
