@@ -3,6 +3,9 @@
 //! (TMPDIR inside it, so a block's `mktemp -d` stays there too) that links the
 //! checkout's `softhsm/` for the blocks that provision a token.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -45,18 +48,8 @@ fn bash(dir: &Path, script: &str) -> Output {
         .env("PATH", path)
         .env("TMPDIR", &tmp)
         .env("HOME", dir);
-    for var in [
-        "CERTASSERT_KEY",
-        "CERTASSERT_CERT",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_CERTIFICATE_PATH",
-        "SOFTHSM2_CONF",
-        "CERTASSERT_LOG",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
+    // The blocks provision their own SoftHSM2 token (and say where its config is).
+    common::without_certassert_env(&mut cmd).env_remove("SOFTHSM2_CONF");
     cmd.output().expect("bash runs")
 }
 

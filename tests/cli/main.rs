@@ -61,19 +61,7 @@ pub const AUD: &str = "https://login.microsoftonline.com/contoso.onmicrosoft.com
 pub fn certassert(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certassert"));
     cmd.current_dir(dir).stdin(Stdio::null());
-    for var in [
-        "CERTASSERT_KEY",
-        "CERTASSERT_CERT",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_AUTHORITY_HOST",
-        "AZURE_CLIENT_CERTIFICATE_PATH",
-        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-        "CERTASSERT_PROFILE",
-    ] {
-        cmd.env_remove(var);
-    }
+    common::without_certassert_env(&mut cmd);
     cmd
 }
 

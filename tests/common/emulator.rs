@@ -121,27 +121,7 @@ impl Signer for Counting {
 pub fn certassert(cache: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certassert"));
     cmd.stdin(Stdio::null());
-    for var in [
-        "CERTASSERT_KEY",
-        "CERTASSERT_CERT",
-        "CERTASSERT_PROFILE",
-        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_AUTHORITY_HOST",
-        "AZURE_CLIENT_CERTIFICATE_PATH",
-        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-        "CERTASSERT_CODE",
-        "CERTASSERT_USER_ASSERTION",
-        "CERTASSERT_REFRESH_TOKEN",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
+    super::without_certassert_env(&mut cmd);
     cmd.env("CERTASSERT_CACHE_DIR", cache);
     cmd
 }

@@ -21,6 +21,40 @@ use std::process::{Command, Output};
 
 pub const CLIENT_ID: &str = "2f877daa-b6f5-42a3-8430-acf238b234e1";
 
+/// The environment variables certassert reads for a key, an app, a token request and its
+/// log, and the proxies its HTTP client honours: none may leak from the shell running the
+/// tests into a run of the binary.
+pub const CERTASSERT_ENV: &[&str] = &[
+    "CERTASSERT_KEY",
+    "CERTASSERT_CERT",
+    "CERTASSERT_PROFILE",
+    "CERTASSERT_CODE",
+    "CERTASSERT_USER_ASSERTION",
+    "CERTASSERT_REFRESH_TOKEN",
+    "CERTASSERT_LOG",
+    "RUST_LOG",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// `cmd` without any of [`CERTASSERT_ENV`].
+pub fn without_certassert_env(cmd: &mut Command) -> &mut Command {
+    for var in CERTASSERT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Run openssl; panic with its stderr when it fails.
 pub fn openssl(args: &[&str]) -> Output {
     let out = openssl_output(args);
