@@ -33,7 +33,6 @@
 //! and an empty `.stdout`): trycmd checks only an output whose field or file exists, and
 //! that test insists on both. A new snapbox snapshot is written by `SNAPSHOTS=overwrite`.
 
-#[cfg(feature = "emulator")]
 #[path = "../common/mod.rs"]
 mod common;
 
