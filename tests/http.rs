@@ -8,7 +8,7 @@ mod common;
 use certassert::entra::http::MAX_ANSWER_BYTES;
 use certassert::entra::{Error, HttpClient, HttpOptions};
 use common::emulator::{certassert, start, AppFiles};
-use common::{s, tempdir};
+use common::{s, tempdir, PROXY_VARIABLES};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
@@ -71,16 +71,6 @@ fn read_head(stream: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
-
-/// Every proxy variable the client reads, all pointing at `proxy`.
-const PROXY_VARIABLES: [&str; 6] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
 
 fn token_cmd(app: &AppFiles, authority: &str, cache: &std::path::Path) -> std::process::Command {
     let mut cmd = certassert(cache);

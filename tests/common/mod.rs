@@ -21,9 +21,28 @@ use std::process::{Command, Output};
 
 pub const CLIENT_ID: &str = "2f877daa-b6f5-42a3-8430-acf238b234e1";
 
+/// Every proxy variable an HTTP client reads (ours, Python's, the Rust SDK's).
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// `cmd` without any of [`PROXY_VARIABLES`]: its requests go straight to the test's
+/// servers.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for var in PROXY_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The environment variables certassert reads for a key, an app, a token request and its
-/// log, and the proxies its HTTP client honours: none may leak from the shell running the
-/// tests into a run of the binary.
+/// log: none may leak from the shell running the tests into a run of the binary (nor may
+/// a proxy: [`without_certassert_env`] removes [`PROXY_VARIABLES`] too).
 pub const CERTASSERT_ENV: &[&str] = &[
     "CERTASSERT_KEY",
     "CERTASSERT_CERT",
@@ -39,20 +58,14 @@ pub const CERTASSERT_ENV: &[&str] = &[
     "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
     "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
 ];
 
-/// `cmd` without any of [`CERTASSERT_ENV`].
+/// `cmd` without any of [`CERTASSERT_ENV`] and [`PROXY_VARIABLES`].
 pub fn without_certassert_env(cmd: &mut Command) -> &mut Command {
     for var in CERTASSERT_ENV {
         cmd.env_remove(var);
     }
-    cmd
+    without_proxies(cmd)
 }
 
 /// Run openssl; panic with its stderr when it fails.

@@ -163,11 +163,8 @@ print(json.dumps({"authorization": c.api_key.get("BearerToken"),
     let mut python = std::process::Command::new(common::python::python());
     python
         .current_dir(dir.path())
-        .env("CERTASSERT_CACHE_DIR", dir.path().join("cache"))
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("CERTASSERT_KEY")
-        .env_remove("CERTASSERT_CERT");
+        .env("CERTASSERT_CACHE_DIR", dir.path().join("cache"));
+    common::without_certassert_env(&mut python);
     let out = crate::python_json(&mut python, script, &[s(&path)]);
     let bearer = out["authorization"]
         .as_str()

@@ -59,12 +59,8 @@ impl Setup {
             .stdin(Stdio::null())
             .env("SSL_CERT_FILE", self.ca())
             .env("REQUESTS_CA_BUNDLE", self.ca());
+        common::without_proxies(&mut cmd);
         for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
             "AZURE_TENANT_ID",
             "AZURE_CLIENT_ID",
             "AZURE_AUTHORITY_HOST",

@@ -406,9 +406,8 @@ fn a_softhsm2_key_keeps_the_token_file_for_python_azure_identity() {
         .env("AZURE_FEDERATED_TOKEN_FILE", &file)
         .env("AZURE_AUTHORITY_HOST", &emulator.url)
         .env("AZURE_TENANT_ID", TENANT)
-        .env("AZURE_CLIENT_ID", CLIENT)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy");
+        .env("AZURE_CLIENT_ID", CLIENT);
+    common::without_proxies(&mut python);
     let token = python_json(&mut python, WORKLOAD_IDENTITY, &[GRAPH]);
     assert_eq!(claims(token["token"].as_str().unwrap())["appid"], CLIENT);
     assert_eq!(stop(&mut writer, "-TERM").code(), Some(0));

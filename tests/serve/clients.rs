@@ -162,13 +162,8 @@ fn rust_azure_identity_managed_identity_credential_over_app_service() {
         "--nocapture",
         "--test-threads=1",
     ]);
+    common::without_proxies(&mut cmd);
     for var in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
         "MSI_ENDPOINT",
         "IMDS_ENDPOINT",
         "IDENTITY_SERVER_THUMBPRINT",
