@@ -269,24 +269,15 @@ fn verify_user_assertion(
     now: i64,
 ) -> Result<String, Refusal> {
     let bad = |code, d: &str| invalid_grant(code, d.to_string());
-    let jws = crate::jws::decode(jwt)
-        .ok()
-        .filter(|j| j.duplicate_keys.is_empty())
-        .ok_or_else(|| bad(50027, "Invalid JWT token. The user assertion is not a JWS."))?;
-    if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
-        || crate::signer::verify(
-            crate::Signer::public_key_der(&state.signer),
-            crate::Algorithm::Rs256,
-            jws.signing_input.as_bytes(),
-            &jws.signature,
-        )
-        .is_err()
-    {
-        return Err(bad(
+    let jws = state::own_token(state, jwt).map_err(|e| match e {
+        state::NotOurs::Malformed => {
+            bad(50027, "Invalid JWT token. The user assertion is not a JWS.")
+        }
+        state::NotOurs::Signature => bad(
             50013,
             "Assertion failed signature validation. [Reason - The key was not found.]",
-        ));
-    }
+        ),
+    })?;
     let aud = jws
         .claims
         .get("aud")

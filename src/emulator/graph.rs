@@ -23,7 +23,7 @@
 //! timed, so tests of a client's wait are not timing-dependent.
 
 use super::config::{App, Config};
-use super::state::State;
+use super::state::{NotOurs, State};
 use crate::cert::Certificate;
 use crate::encoding::{b64, b64_decode, b64url_decode, rfc3339, unix_now, uuid_v4};
 use crate::graph::GRAPH_APP_ID;
@@ -456,23 +456,10 @@ fn bearer(state: &State, authorization: Option<&str>, now: i64) -> Result<Caller
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("Access token is empty."))?;
-    let jws = crate::jws::decode(token)
-        .ok()
-        .filter(|j| j.duplicate_keys.is_empty())
-        .ok_or_else(|| invalid("IDX14100: JWT is not well formed."))?;
-    if jws.header.get("alg").and_then(Value::as_str) != Some("RS256")
-        || crate::signer::verify(
-            crate::Signer::public_key_der(&state.signer),
-            crate::Algorithm::Rs256,
-            jws.signing_input.as_bytes(),
-            &jws.signature,
-        )
-        .is_err()
-    {
-        return Err(invalid(
-            "Access token validation failure: the signature is invalid.",
-        ));
-    }
+    let jws = super::state::own_token(state, token).map_err(|e| match e {
+        NotOurs::Malformed => invalid("IDX14100: JWT is not well formed."),
+        NotOurs::Signature => invalid("Access token validation failure: the signature is invalid."),
+    })?;
     let aud = jws
         .claims
         .get("aud")

@@ -76,6 +76,37 @@ pub(super) fn software_key() -> Result<SoftwareSigner, Error> {
     SoftwareSigner::from_pkcs8_der(&der).map_err(|e| Error::Keys(e.to_string()))
 }
 
+/// Why a token presented back to the emulator is not one it issued.
+pub(super) enum NotOurs {
+    /// Not a JWS, or one with repeated JSON keys.
+    Malformed,
+    /// Not RS256, or not signed with the emulator's key.
+    Signature,
+}
+
+/// `jwt` decoded, if this emulator signed it (RS256 with its key): a token presented back
+/// as an on-behalf-of assertion or as a Graph bearer token. Its claims are the caller's
+/// to check.
+pub(super) fn own_token<'a>(state: &State, jwt: &'a str) -> Result<crate::jws::Jws<'a>, NotOurs> {
+    let jws = crate::jws::decode(jwt)
+        .ok()
+        .filter(|j| j.duplicate_keys.is_empty())
+        .ok_or(NotOurs::Malformed)?;
+    let signed = jws.header.get("alg").and_then(serde_json::Value::as_str) == Some("RS256")
+        && crate::signer::verify(
+            state.signer.public_key_der(),
+            Algorithm::Rs256,
+            jws.signing_input.as_bytes(),
+            &jws.signature,
+        )
+        .is_ok();
+    if signed {
+        Ok(jws)
+    } else {
+        Err(NotOurs::Signature)
+    }
+}
+
 /// Sign RS256 with the emulator's key.
 pub(super) fn sign(state: &State, message: &[u8]) -> Vec<u8> {
     state
