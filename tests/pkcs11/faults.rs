@@ -46,9 +46,12 @@ fn sign_ok(signer: &dyn Signer, message: &[u8]) {
     }
 }
 
-/// The shim's counters, with the set-up in the test process out of the way.
-fn counters(shim: &Shim) -> Stats {
-    shim.stats()
+/// The agent's signer after one good signature of each algorithm, and the shim's
+/// counters then: what a fault test measures from.
+fn warmed(hsm: &SoftHsm, shim: &Shim) -> (Box<dyn Signer>, Stats) {
+    let signer = agent(hsm, shim);
+    sign_ok(&*signer, b"before");
+    (signer, shim.stats())
 }
 
 fn delta(shim: &Shim, before: &Stats, name: &str) -> u64 {
@@ -91,7 +94,7 @@ fn token_pulled_and_put_back_recovers_with_one_login_and_no_stale_handle() {
                 }
             });
             sign_ok(&*signer, b"before");
-            let before = counters(shim);
+            let before = shim.stats();
             assert_eq!(before.get("stale"), 0);
 
             shim.schedule("absent\n");
@@ -136,10 +139,9 @@ fn removal_between_calls_is_recovered_within_the_signature() {
     with_proxy(
         "faults::removal_between_calls_is_recovered_within_the_signature",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"before");
+            let (signer, _) = warmed(hsm, shim);
             for rv in ["DEVICE_REMOVED", "TOKEN_NOT_PRESENT"] {
-                let before = counters(shim);
+                let before = shim.stats();
                 shim.schedule(&format!("fail C_Sign 1 {rv}\n"));
                 sign(&*signer, Algorithm::Rs256, rv.as_bytes())
                     .unwrap_or_else(|e| panic!("{rv}: {e}"));
@@ -160,9 +162,7 @@ fn an_invalid_session_is_replaced_without_a_login() {
     with_proxy(
         "faults::an_invalid_session_is_replaced_without_a_login",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"before");
-            let before = counters(shim);
+            let (signer, before) = warmed(hsm, shim);
             shim.schedule("fail C_Sign 1 SESSION_HANDLE_INVALID\n");
             sign(&*signer, Algorithm::Ps256, b"m").expect("a new session");
             let grew = shim.stats().since(&before);
@@ -194,7 +194,7 @@ fn a_forgotten_login_under_eight_threads_costs_one_pin() {
                     });
                 }
             });
-            let before = counters(shim);
+            let before = shim.stats();
             // The first C_Sign logs the token out; the seven others already in flight or
             // still to come meet a token that is not logged in.
             shim.schedule("fail C_Sign 1 USER_NOT_LOGGED_IN\n");
@@ -227,9 +227,7 @@ fn a_pin_refused_at_login_again_is_never_presented_again() {
     with_proxy(
         "faults::a_pin_refused_at_login_again_is_never_presented_again",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"before");
-            let before = counters(shim);
+            let (signer, before) = warmed(hsm, shim);
             shim.schedule("fail C_Sign 1 USER_NOT_LOGGED_IN\nfail C_Login 1 PIN_INCORRECT\n");
             let e = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
             assert!(
@@ -262,9 +260,7 @@ fn a_device_error_fails_one_signature_and_the_next_works() {
     with_proxy(
         "faults::a_device_error_fails_one_signature_and_the_next_works",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"before");
-            let before = counters(shim);
+            let (signer, before) = warmed(hsm, shim);
             shim.schedule("fail C_Sign 1 DEVICE_ERROR\n");
             let e = signer.sign(Algorithm::Rs256, b"m").unwrap_err();
             assert!(
@@ -296,8 +292,7 @@ fn a_device_error_fails_one_signature_and_the_next_works() {
 #[test]
 fn slow_calls_are_waited_for() {
     with_proxy("faults::slow_calls_are_waited_for", |hsm, shim| {
-        let signer = agent(hsm, shim);
-        sign_ok(&*signer, b"before");
+        let (signer, _) = warmed(hsm, shim);
         shim.schedule("slow 150\n");
         let start = Instant::now();
         sign(&*signer, Algorithm::Rs256, b"slow").expect("slow, not failed");
@@ -317,10 +312,8 @@ fn a_signing_loop_under_a_fault_every_seventh_signature() {
     with_proxy(
         "faults::a_signing_loop_under_a_fault_every_seventh_signature",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"warm");
-            let live = shim.stats().get("live_sessions");
-            let before = counters(shim);
+            let (signer, before) = warmed(hsm, shim);
+            let live = before.get("live_sessions");
             shim.schedule(
                 "every 7 C_Sign DEVICE_REMOVED,SESSION_HANDLE_INVALID,USER_NOT_LOGGED_IN,DEVICE_ERROR,TOKEN_NOT_PRESENT\n",
             );
@@ -433,7 +426,7 @@ fn a_removal_under_eight_threads_costs_one_login() {
                 });
             };
             run("warm");
-            let before = counters(shim);
+            let before = shim.stats();
             shim.schedule("fail C_Sign 1 DEVICE_REMOVED\n");
             run("removed");
             let grew = shim.stats().since(&before);
@@ -457,7 +450,7 @@ fn a_pin_refused_after_the_token_came_back_is_never_presented_again() {
             shim.schedule("absent\n");
             let e = signer.sign(Algorithm::Rs256, b"away").unwrap_err();
             assert!(is_absent(&e), "{e:?}");
-            let before = counters(shim);
+            let before = shim.stats();
             shim.schedule("fail C_Login 1 PIN_INCORRECT\n");
             let e = signer.sign(Algorithm::Rs256, b"back").unwrap_err();
             assert!(
@@ -487,9 +480,7 @@ fn a_removal_met_by_the_keeper_is_recovered_without_a_stale_handle() {
     with_proxy(
         "faults::a_removal_met_by_the_keeper_is_recovered_without_a_stale_handle",
         |hsm, shim| {
-            let signer = agent(hsm, shim);
-            sign_ok(&*signer, b"before");
-            let before = counters(shim);
+            let (signer, before) = warmed(hsm, shim);
             shim.schedule(
                 "fail C_Sign 1 USER_NOT_LOGGED_IN\nfail C_FindObjectsInit 1 DEVICE_REMOVED\n",
             );
