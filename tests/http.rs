@@ -74,22 +74,9 @@ fn read_head(stream: &mut TcpStream) -> String {
 
 fn token_cmd(app: &AppFiles, authority: &str, cache: &std::path::Path) -> std::process::Command {
     let mut cmd = certassert(cache);
-    cmd.args([
-        "token",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        &app.client_id,
-        "--authority-host",
-        authority,
-        "--scope",
-        GRAPH,
-        "--no-cache",
-    ]);
+    cmd.arg("token")
+        .args(app.flags(TENANT, authority))
+        .args(["--scope", GRAPH, "--no-cache"]);
     cmd.env_remove("NO_PROXY").env_remove("no_proxy");
     cmd
 }

@@ -53,6 +53,23 @@ impl AppFiles {
         }
     }
 
+    /// The flags naming this app to a command that takes a key: `--key`, `--cert`,
+    /// `--tenant TENANT`, `--client-id` and `--authority-host AUTHORITY`.
+    pub fn flags<'a>(&'a self, tenant: &'a str, authority: &'a str) -> [&'a str; 10] {
+        [
+            "--key",
+            super::s(&self.key),
+            "--cert",
+            super::s(&self.cert),
+            "--tenant",
+            tenant,
+            "--client-id",
+            &self.client_id,
+            "--authority-host",
+            authority,
+        ]
+    }
+
     pub fn keyref(&self) -> KeyRef {
         KeyRef::File {
             path: self.key.clone(),

@@ -110,9 +110,9 @@ fn concurrent_cold_processes_make_one_request() {
     let children: Vec<_> = (0..N)
         .map(|_| {
             certassert(&cache)
-                .args(["token", "--key", s(&app.key), "--cert", s(&app.cert)])
-                .args(["--tenant", TENANT, "--client-id", CLIENT])
-                .args(["--authority-host", &emu.url, "--scope", GRAPH])
+                .arg("token")
+                .args(app.flags(TENANT, &emu.url))
+                .args(["--scope", GRAPH])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

@@ -22,19 +22,9 @@ fn stdout_ok(out: &Output) -> String {
 }
 
 fn token_args<'a>(app: &'a AppFiles, authority: &'a str) -> Vec<&'a str> {
-    vec![
-        "token",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        &app.client_id,
-        "--authority-host",
-        authority,
-    ]
+    let mut args = vec!["token"];
+    args.extend(app.flags(TENANT, authority));
+    args
 }
 
 #[test]
@@ -410,19 +400,9 @@ fn cli_doctor_checks_pairing_and_explains_a_token_error() {
 
     let reg = format!("{CLIENT}={}", s(&other.cert));
     let emu = ChildEmulator::start(&["--register", &reg]);
-    let out = run(certassert(&c).args([
-        "doctor",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        CLIENT,
-        "--authority-host",
-        &emu.url,
-    ]));
+    let out = run(certassert(&c)
+        .arg("doctor")
+        .args(app.flags(TENANT, &emu.url)));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -433,19 +413,9 @@ fn cli_doctor_checks_pairing_and_explains_a_token_error() {
     );
     let reg = format!("{CLIENT}={}", s(&app.cert));
     let emu = ChildEmulator::start(&["--register", &reg]);
-    let out = stdout_ok(&run(certassert(&c).args([
-        "doctor",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        CLIENT,
-        "--authority-host",
-        &emu.url,
-    ])));
+    let out = stdout_ok(&run(certassert(&c)
+        .arg("doctor")
+        .args(app.flags(TENANT, &emu.url))));
     assert!(out.contains("ok    token"), "{out}");
 }
 

@@ -11,9 +11,9 @@ use std::process::Output;
 
 fn token(cache: &std::path::Path, app: &AppFiles, emu: &ChildEmulator, extra: &[&str]) -> Output {
     certassert(cache)
-        .args(["token", "--key", s(&app.key), "--cert", s(&app.cert)])
-        .args(["--tenant", TENANT, "--client-id", CLIENT])
-        .args(["--authority-host", &emu.url, "--scope", GRAPH, "--no-cache"])
+        .arg("token")
+        .args(app.flags(TENANT, &emu.url))
+        .args(["--scope", GRAPH, "--no-cache"])
         .args(extra)
         .output()
         .unwrap()
@@ -84,15 +84,8 @@ fn hostile_answers_are_refused_without_echo_or_raw_text() {
 
     // The same through doctor.
     let out = certassert(&cache)
-        .args(["doctor", "--key", s(&app.key), "--cert", s(&app.cert)])
-        .args([
-            "--tenant",
-            TENANT,
-            "--client-id",
-            CLIENT,
-            "--authority-host",
-            &emu.url,
-        ])
+        .arg("doctor")
+        .args(app.flags(TENANT, &emu.url))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -156,27 +149,15 @@ fn a_token_planted_in_a_directory_of_another_uid_is_not_served() {
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Fill the cache once to learn the entry's name, then plant a token in its place.
     std::os::unix::fs::chown(&cache, Some(0), Some(0)).unwrap();
-    let args = [
-        "token",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        CLIENT,
-        "--authority-host",
-        &emu.url,
-        "--scope",
-        GRAPH,
-    ];
-    assert!(certassert(&cache)
-        .args(args)
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let cached_token = || {
+        certassert(&cache)
+            .arg("token")
+            .args(app.flags(TENANT, &emu.url))
+            .args(["--scope", GRAPH])
+            .output()
+            .unwrap()
+    };
+    assert!(cached_token().status.success());
     let entry = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -191,7 +172,7 @@ fn a_token_planted_in_a_directory_of_another_uid_is_not_served() {
     std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
 
-    let out = certassert(&cache).args(args).output().unwrap();
+    let out = cached_token();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

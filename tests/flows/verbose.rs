@@ -8,21 +8,9 @@ use crate::{CLIENT, GRAPH, TENANT};
 
 fn token_cmd(app: &AppFiles, url: &str, cache: &std::path::Path) -> std::process::Command {
     let mut cmd = certassert(cache);
-    cmd.args([
-        "token",
-        "--key",
-        s(&app.key),
-        "--cert",
-        s(&app.cert),
-        "--tenant",
-        TENANT,
-        "--client-id",
-        CLIENT,
-        "--authority-host",
-        url,
-        "--scope",
-        GRAPH,
-    ]);
+    cmd.arg("token")
+        .args(app.flags(TENANT, url))
+        .args(["--scope", GRAPH]);
     cmd.env_remove("CERTASSERT_LOG").env_remove("RUST_LOG");
     cmd
 }
