@@ -70,7 +70,11 @@ pub fn write_profile(dir: &Path, emu: &Running, key: &str, cert: &Path) -> std::
 
 /// A token for a test API with the key and certificate given, as a user would ask.
 pub fn token(dir: &Path, emu: &Running, key: &str, cert: Option<&Path>) -> Output {
-    let mut cmd = certassert(dir);
+    token_with(certassert(dir), emu, key, cert)
+}
+
+/// [`token`], run as `cmd` (the binary with the environment a backend needs).
+pub fn token_with(mut cmd: Command, emu: &Running, key: &str, cert: Option<&Path>) -> Output {
     cmd.args([
         "token",
         "--key",
@@ -91,6 +95,24 @@ pub fn token(dir: &Path, emu: &Running, key: &str, cert: Option<&Path>) -> Outpu
         cmd.arg("--cert").arg(c);
     }
     run(&mut cmd)
+}
+
+/// `cert rotate` from `key` with `cert` to new.key.pem and new.cert.pem in `dir`, for the
+/// app whose object id is `object_id` in `emu`.
+fn rotate_cmd(dir: &Path, emu: &Running, key: &Path, cert: &Path, object_id: &str) -> Command {
+    let mut cmd = certassert(dir);
+    cmd.args(["cert", "rotate", "--key"])
+        .arg(key)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--new-key")
+        .arg(dir.join("new.key.pem"))
+        .arg("--out")
+        .arg(dir.join("new.cert.pem"))
+        .args(["--object-id", object_id])
+        .args(["--tenant", "contoso", "--client-id", CLIENT_ID])
+        .args(["--authority-host", emu.url()]);
+    cmd
 }
 
 fn addkey_requests(emu: &Running) -> usize {
@@ -429,26 +451,13 @@ fn an_expired_current_says_to_upload_new_by_hand_and_sends_nothing() {
     let emu = emulator(&[&app], &[], 0);
     let object_id = emu.apps()[0].object_id.clone();
     let new_cert = dir.path().join("new.cert.pem");
-    let stderr = fails(
-        certassert(dir.path())
-            .args(["cert", "rotate", "--key"])
-            .arg(&app.key)
-            .arg("--cert")
-            .arg(&expired_path)
-            .arg("--new-key")
-            .arg(dir.path().join("new.key.pem"))
-            .arg("--out")
-            .arg(&new_cert)
-            .args([
-                "--object-id",
-                &object_id,
-                "--tenant",
-                "contoso",
-                "--client-id",
-                CLIENT_ID,
-            ])
-            .args(["--authority-host", emu.url()]),
-    );
+    let stderr = fails(&mut rotate_cmd(
+        dir.path(),
+        &emu,
+        &app.key,
+        &expired_path,
+        &object_id,
+    ));
     let (new_thumb, _) = openssl_fingerprint(&new_cert, "sha1");
     assert!(stderr.contains("cannot sign a proof"), "{stderr}");
     assert!(stderr.contains("upload NEW's certificate"), "{stderr}");
@@ -550,29 +559,8 @@ fn no_graph_reachable_names_the_graph_url() {
     let object_id = emu.apps()[0].object_id.clone();
     // Port 9 (discard) on loopback: nothing listens there.
     let stderr = fails(
-        certassert(dir.path())
-            .args(["cert", "rotate", "--key"])
-            .arg(&current.key)
-            .arg("--cert")
-            .arg(&current.cert)
-            .arg("--new-key")
-            .arg(dir.path().join("new.key.pem"))
-            .arg("--out")
-            .arg(dir.path().join("new.cert.pem"))
-            .args([
-                "--object-id",
-                &object_id,
-                "--tenant",
-                "contoso",
-                "--client-id",
-                CLIENT_ID,
-            ])
-            .args([
-                "--authority-host",
-                emu.url(),
-                "--graph-url",
-                "http://127.0.0.1:9",
-            ]),
+        rotate_cmd(dir.path(), &emu, &current.key, &current.cert, &object_id)
+            .args(["--graph-url", "http://127.0.0.1:9"]),
     );
     assert!(
         stderr.contains(
@@ -594,26 +582,13 @@ fn graph_refusals_are_shown_with_their_code_and_hint() {
     let current = AppFiles::new(dir.path(), "current", CLIENT_ID);
     let emu = emulator(&[&current], &[], 0);
     // Someone's object id that is no application here (the client id's shape, another value).
-    let stderr = fails(
-        certassert(dir.path())
-            .args(["cert", "rotate", "--key"])
-            .arg(&current.key)
-            .arg("--cert")
-            .arg(&current.cert)
-            .arg("--new-key")
-            .arg(dir.path().join("new.key.pem"))
-            .arg("--out")
-            .arg(dir.path().join("new.cert.pem"))
-            .args(["--object-id", "00000000-0000-0000-0000-000000000001"])
-            .args([
-                "--tenant",
-                "contoso",
-                "--client-id",
-                CLIENT_ID,
-                "--authority-host",
-                emu.url(),
-            ]),
-    );
+    let stderr = fails(&mut rotate_cmd(
+        dir.path(),
+        &emu,
+        &current.key,
+        &current.cert,
+        "00000000-0000-0000-0000-000000000001",
+    ));
     let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
     assert!(
         error.starts_with("error: Microsoft Graph refused: Request_ResourceNotFound: Resource '00000000-0000-0000-0000-000000000001' does not exist")
@@ -634,24 +609,14 @@ fn rotate_waits_while_the_new_credential_propagates() {
     // NEW's first token request after addKey is refused; the second, 2 s later, works.
     let emu = emulator(&[&current], &[], 1);
     let object_id = emu.apps()[0].object_id.clone();
-    let (stdout, stderr) = ok(certassert(dir.path())
-        .args(["-v", "cert", "rotate", "--key"])
-        .arg(&current.key)
-        .arg("--cert")
-        .arg(&current.cert)
-        .arg("--new-key")
-        .arg(dir.path().join("new.key.pem"))
-        .arg("--out")
-        .arg(dir.path().join("new.cert.pem"))
-        .args(["--object-id", &object_id, "--propagation-wait", "30"])
-        .args([
-            "--tenant",
-            "contoso",
-            "--client-id",
-            CLIENT_ID,
-            "--authority-host",
-            emu.url(),
-        ]));
+    let (stdout, stderr) = ok(rotate_cmd(
+        dir.path(),
+        &emu,
+        &current.key,
+        &current.cert,
+        &object_id,
+    )
+    .args(["-v", "--propagation-wait", "30"]));
     assert_eq!(line(&stdout)["added"], true);
     assert!(
         stderr.contains("refused (AADSTS700027) while it propagates; asking again in 2 s"),

@@ -3,7 +3,7 @@
 //! (a TSS2 key file, and a persistent handle) on a swtpm. Each: rotate, a token with NEW,
 //! retire the old, the old refused with AADSTS700027.
 
-use super::cli::{emulator, line, run};
+use super::cli::{emulator, line, run, token_with};
 use crate::common::emulator::certassert;
 use crate::common::emulator::AppFiles;
 use crate::common::{openssl_fingerprint, tempdir, CLIENT_ID};
@@ -67,29 +67,7 @@ fn rotate_and_retire(
         emu.apps()[0].keys[1].1,
         rotated["thumbprint"].as_str().unwrap()
     );
-    let token = |key: &str, cert: Option<&Path>| {
-        let mut cmd = command();
-        cmd.args([
-            "token",
-            "--key",
-            key,
-            "--tenant",
-            "contoso",
-            "--client-id",
-            CLIENT_ID,
-        ])
-        .args([
-            "--authority-host",
-            emu.url(),
-            "--scope",
-            "api://test/.default",
-            "--no-cache",
-        ]);
-        if let Some(c) = cert {
-            cmd.arg("--cert").arg(c);
-        }
-        run(&mut cmd)
-    };
+    let token = |key: &str, cert: Option<&Path>| token_with(command(), emu, key, cert);
     // A token with NEW (its certificate from --out, or stored beside it on the token).
     assert!(token(new, out).status.success());
     // retire the old with NEW's proof.
