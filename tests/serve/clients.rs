@@ -123,19 +123,10 @@ fn an_unchanged_default_azure_credential_app_uses_the_agent_through_its_env_file
     let env_file = dir.path().join("serve.env");
     let serve = ServeChild::start(
         &[
-            "--key",
-            common::s(&app.key),
-            "--cert",
-            common::s(&app.cert),
-            "--tenant",
-            TENANT,
-            "--client-id",
-            CLIENT,
-            "--authority-host",
-            emulator.url(),
-            "--env-file",
-            common::s(&env_file),
-        ],
+            app.flags(TENANT, emulator.url()).as_slice(),
+            &["--env-file", common::s(&env_file)],
+        ]
+        .concat(),
         &[],
     );
     let app_py = "\

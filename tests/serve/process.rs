@@ -75,6 +75,15 @@ impl ServeChild {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Wait (at most `limit`) until its stderr says `text`; fail with the stderr if not.
+    pub fn wait_stderr(&self, text: &str, limit: Duration) {
+        assert!(
+            wait_for(limit, || self.stderr().contains(text)),
+            "no {text:?} within {limit:?}:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Send `signal` (a `kill` option: `-TERM`, `-HUP`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -136,19 +145,10 @@ fn the_command_writes_an_owner_only_env_file_serves_and_stops_on_sigterm() {
     let env_file = dir.path().join("serve.env");
     let serve = ServeChild::start(
         &[
-            "--key",
-            common::s(&app.key),
-            "--cert",
-            common::s(&app.cert),
-            "--tenant",
-            TENANT,
-            "--client-id",
-            CLIENT,
-            "--authority-host",
-            emulator.url(),
-            "--env-file",
-            common::s(&env_file),
-        ],
+            app.flags(TENANT, emulator.url()).as_slice(),
+            &["--env-file", common::s(&env_file)],
+        ]
+        .concat(),
         &[],
     );
     let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
@@ -178,9 +178,7 @@ fn the_command_writes_an_owner_only_env_file_serves_and_stops_on_sigterm() {
     issued_by(&emulator, &token);
     // SIGHUP re-reads the certificate and keeps serving.
     serve.signal("-HUP");
-    assert!(wait_for(Duration::from_secs(5), || serve
-        .stderr()
-        .contains("(unchanged)")));
+    serve.wait_stderr("(unchanged)", Duration::from_secs(5));
     let (status, stderr) = serve.terminate();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
@@ -573,25 +571,16 @@ fn a_rewritten_profile_puts_the_new_key_in_use_without_a_restart() {
 
     // A rewrite with a key that is not its certificate's: refused, the old key serves on.
     write_profile("new.key.pem", "old.cert.pem");
-    assert!(
-        wait_for(Duration::from_secs(15), || serve
-            .stderr()
-            .contains("changed but its new key was not put in use")),
-        "{}",
-        serve.stderr()
+    serve.wait_stderr(
+        "changed but its new key was not put in use",
+        Duration::from_secs(15),
     );
     assert_eq!(ask("https://two.example").status, 200);
     assert_eq!(last_x5t(), old.certificate().x5t());
 
     // The rotation: new key and certificate; picked up without a signal.
     write_profile("new.key.pem", "new.cert.pem");
-    assert!(
-        wait_for(Duration::from_secs(15), || serve
-            .stderr()
-            .contains("now signs")),
-        "{}",
-        serve.stderr()
-    );
+    serve.wait_stderr("now signs", Duration::from_secs(15));
     assert_eq!(ask("https://three.example").status, 200);
     assert_eq!(last_x5t(), new.certificate().x5t());
     // Tokens held before stay served from memory.
