@@ -27,17 +27,19 @@ print(json.dumps({"token": t.token, "expires_on": t.expires_on}))
 /// `certassert assertion … --out FILE` with `extra` arguments.
 fn assertion_out(setup: &Setup, file: &Path, extra: &[&str]) -> Command {
     let mut cmd = certassert(&setup.dir.path().join("cache"));
-    cmd.args([
-        "assertion",
-        "--key",
-        s(&setup.app.key),
-        "--cert",
-        s(&setup.app.cert),
-    ])
-    .args(["--tenant", TENANT, "--client-id", CLIENT])
-    .args(["--authority-host", &setup.emulator.url, "--out", s(file)])
-    .args(extra);
+    cmd.arg("assertion")
+        .args(setup.app.flags(TENANT, &setup.emulator.url))
+        .args(["--out", s(file)])
+        .args(extra);
     cmd
+}
+
+/// One `assertion --out FILE EXTRA` run (at most 20 s).
+fn write_once(setup: &Setup, file: &Path, extra: &[&str]) -> std::process::Output {
+    bounded(
+        &mut assertion_out(setup, file, extra),
+        Duration::from_secs(20),
+    )
 }
 
 /// Wait (at most 10 s) until `file` holds an assertion other than `before`.
@@ -136,10 +138,7 @@ fn token_dir(setup: &Setup) -> PathBuf {
 fn out_writes_the_jws_alone_0600_and_replaces_it_atomically() {
     let setup = Setup::new(&[]);
     let file = token_dir(&setup).join("token");
-    let out = bounded(
-        &mut assertion_out(&setup, &file, &[]),
-        Duration::from_secs(20),
-    );
+    let out = write_once(&setup, &file, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -153,10 +152,7 @@ fn out_writes_the_jws_alone_0600_and_replaces_it_atomically() {
     );
     // A file of ours, even 0644, is replaced by a new 0600 one.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = bounded(
-        &mut assertion_out(&setup, &file, &["--alg", "PS256"]),
-        Duration::from_secs(20),
-    );
+    let out = write_once(&setup, &file, &["--alg", "PS256"]);
     assert!(
         out.status.success(),
         "{}",
@@ -174,10 +170,7 @@ fn out_refuses_a_symlink_and_another_users_file() {
     let target = common::write(&dir, "elsewhere", "keep me");
     let link = dir.join("token");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = bounded(
-        &mut assertion_out(&setup, &link, &[]),
-        Duration::from_secs(20),
-    );
+    let out = write_once(&setup, &link, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -199,10 +192,7 @@ fn out_refuses_a_symlink_and_another_users_file() {
         .status()
         .unwrap();
     if chown.success() {
-        let out = bounded(
-            &mut assertion_out(&setup, &theirs, &[]),
-            Duration::from_secs(20),
-        );
+        let out = write_once(&setup, &theirs, &[]);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
