@@ -13,18 +13,17 @@ fn exec_credential_is_kubectls_v1_shape_with_the_tokens_expiry() {
     let dir = tempdir();
     let app = AppFiles::new(dir.path(), "app", CLIENT);
     let running = start(&[&app], Some(TENANT), false);
-    let out = certassert(&dir.path().join("cache"))
-        .args(["token", "--key", s(&app.key), "--cert", s(&app.cert)])
-        .args(["--tenant", TENANT, "--client-id", CLIENT])
-        .args(["--scope", "6dae42f8-4368-4678-94ff-3960e28e3630/.default"])
-        .args([
-            "--authority-host",
-            running.url(),
-            "--format",
-            "exec-credential",
-        ])
-        .output()
-        .unwrap();
+    // AKS's server application id, as kubelogin asks for it.
+    let exec_credential = || {
+        certassert(&dir.path().join("cache"))
+            .arg("token")
+            .args(app.flags(TENANT, running.url()))
+            .args(["--scope", "6dae42f8-4368-4678-94ff-3960e28e3630/.default"])
+            .args(["--format", "exec-credential"])
+            .output()
+            .unwrap()
+    };
+    let out = exec_credential();
     assert!(
         out.status.success(),
         "{}",
@@ -81,18 +80,7 @@ fn exec_credential_is_kubectls_v1_shape_with_the_tokens_expiry() {
     )
     .unwrap();
     // A second run is answered from the cache: the same credential, still valid.
-    let again = certassert(&dir.path().join("cache"))
-        .args(["token", "--key", s(&app.key), "--cert", s(&app.cert)])
-        .args(["--tenant", TENANT, "--client-id", CLIENT])
-        .args(["--scope", "6dae42f8-4368-4678-94ff-3960e28e3630/.default"])
-        .args([
-            "--authority-host",
-            running.url(),
-            "--format",
-            "exec-credential",
-        ])
-        .output()
-        .unwrap();
+    let again = exec_credential();
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
     assert_eq!(running.requests().len(), 1);
 }
