@@ -274,18 +274,11 @@ impl Slot {
 
 type Key = (usize, String);
 
-/// The cache slots: one map per identity (looked up by resource with no key made), and
-/// how many there are in all.
-#[derive(Default)]
-struct Slots {
-    by_identity: Vec<HashMap<String, Arc<Slot>>>,
-    count: usize,
-}
-
 /// The agent: identities, cache slots, counters.
 pub(crate) struct Agent {
     pub identities: Vec<Served>,
-    slots: Mutex<Slots>,
+    /// The cache slots: one map per identity, looked up by resource with no key made.
+    slots: Mutex<Vec<HashMap<String, Arc<Slot>>>>,
     settings: Settings,
     pub log: Log,
     /// Token requests sent upstream (fetches started).
@@ -294,10 +287,7 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn new(identities: Vec<Served>, settings: Settings, log: Log) -> Self {
-        let slots = Slots {
-            by_identity: identities.iter().map(|_| HashMap::new()).collect(),
-            count: 0,
-        };
+        let slots = identities.iter().map(|_| HashMap::new()).collect();
         Self {
             identities,
             slots: Mutex::new(slots),
@@ -330,10 +320,10 @@ impl Agent {
 
     fn slot(&self, key: &Key) -> Result<Arc<Slot>, Refusal> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.by_identity[key.0].get(&key.1) {
+        if let Some(slot) = slots[key.0].get(&key.1) {
             return Ok(slot.clone());
         }
-        if slots.count >= self.settings.max_resources {
+        if slots.iter().map(HashMap::len).sum::<usize>() >= self.settings.max_resources {
             return Err(Refusal::new(
                 503,
                 "temporarily_unavailable",
@@ -344,8 +334,7 @@ impl Agent {
             ));
         }
         let slot = Arc::new(Slot::default());
-        slots.by_identity[key.0].insert(key.1.clone(), slot.clone());
-        slots.count += 1;
+        slots[key.0].insert(key.1.clone(), slot.clone());
         Ok(slot)
     }
 
@@ -355,7 +344,7 @@ impl Agent {
         let index = self.identity(ask.client_id.as_deref()).ok()?;
         let slot = {
             let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.by_identity[index].get(&ask.resource)?.clone()
+            slots[index].get(&ask.resource)?.clone()
         };
         slot.servable(unix_now()).map(|held| (held, index))
     }

@@ -354,3 +354,30 @@ fn a_request_waits_for_its_token_no_longer_than_the_request_timeout() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(f.posts(), 1);
 }
+
+#[test]
+fn tokens_for_more_resources_than_the_agent_keeps_are_refused_and_held_ones_still_served() {
+    let f = Fixture::new(|c| c.max_resources = 2);
+    for resource in ["https://one.example", "https://two.example"] {
+        assert_eq!(app_service(f.addr(), resource, None).status, 200);
+    }
+    let third = app_service(f.addr(), "https://three.example", None);
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert!(
+        third.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already holds tokens for 2 resources, the most it keeps"),
+        "{}",
+        third.body
+    );
+    assert_eq!(
+        app_service(f.addr(), "https://one.example", None).status,
+        200
+    );
+    assert_eq!(
+        f.posts(),
+        2,
+        "the refused resource was not asked for upstream"
+    );
+}
